@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from protein_llm_nemo.runtime.logging import setup_logging
+
     args = build_parser().parse_args(argv)
+    setup_logging()  # long commands (split, encode, convert) report progress through the package logger
     return int(args.handler(args) or 0)
 
 

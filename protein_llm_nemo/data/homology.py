@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -28,6 +29,8 @@ from protein_llm_nemo.data.report import ReasonCounter, write_json_report
 from protein_llm_nemo.data.storage import read_records
 
 SPLITS: tuple[str, str, str] = ("train", "validation", "test")
+
+logger = logging.getLogger(__name__)
 
 
 def sequence_key(sequence: str) -> str:
@@ -53,6 +56,10 @@ class SplitConfig:
     purge_coverage: float = 0.5
     purge_sensitivity: float = 5.7
     purge_max_seqs: int = 300  # prefilter candidates aligned per evaluation protein
+    # First pass also searches train proteins against evaluation proteins (each train protein needs one hit, so
+    # a large family cannot hide behind max_seqs). Its cost grows with the training set: at hundreds of
+    # thousands of proteins on few cores, turn it off and let the iterated leakage search converge instead.
+    reverse_search: bool = True
     # After the first purge pass, the leakage report's search (evaluation proteins query the remaining training
     # proteins) runs again and again, each hit >= identity purged, until it finds nothing: mmseqs' prefilter
     # keeps only `max_seqs` candidates per query, so removing training proteins lets new ones surface.
@@ -224,11 +231,12 @@ def purge_train(
     """Train protein keys aligning to any evaluation protein at >= identity over >= purge_coverage of the
     evaluation protein, and one report entry per mmseqs search.
 
-    First pass, two searches unioned. Train proteins query evaluation proteins: each train protein needs one
-    accepted hit (``--max-accept 1``), so a large family cannot hide members behind ``--max-seqs`` the way it
-    can when an evaluation protein queries a training set holding hundreds of its homologs. Then evaluation
-    proteins query training proteins (the leakage audit's direction), for the hits the asymmetric prefilter
-    misses.
+    First pass, two searches unioned. Train proteins query evaluation proteins (``reverse_search``): each train
+    protein needs one accepted hit (``--max-accept 1``), so a large family cannot hide members behind
+    ``--max-seqs`` the way it can when an evaluation protein queries a training set holding hundreds of its
+    homologs. Then evaluation proteins query training proteins (the leakage audit's direction), for the hits
+    the asymmetric prefilter misses. Without the reverse search, hidden family members surface in the
+    iterations below instead.
 
     Then it iterates to a fixed point: the leakage report's own search (`leakage_search_params`, evaluation
     proteins against the *remaining* training proteins, ``leakage_sensitivity`` / ``leakage_max_seqs``) runs
@@ -254,6 +262,13 @@ def purge_train(
     def run(
         search_name: str, query: Path, target: Path, params: SearchParams, pass_index: int, searched: int
     ) -> None:
+        logger.info(
+            "purge pass %d (%s): %d queries x %d targets, -s %s",
+            pass_index,
+            search_name,
+            *_sizes(search_name, searched, len(eval_entries)),
+            params.sensitivity,
+        )
         start = time.perf_counter()
         hits = [
             h for h in search(query, target, params, tmp_root=tmpdir) if float(h["fident"]) >= config.identity
@@ -276,6 +291,15 @@ def purge_train(
                 "seconds": round(time.perf_counter() - start, 1),
             }
         )
+        logger.info(
+            "purge pass %d (%s): %d hits >= %.0f%%, %d newly purged, %.0f s",
+            pass_index,
+            search_name,
+            len(hits),
+            100 * config.identity,
+            len(new),
+            passes[-1]["seconds"],
+        )
 
     params = SearchParams(
         min_seq_id=config.identity,
@@ -286,7 +310,8 @@ def purge_train(
         max_accept=1,
         threads=config.threads,
     )
-    run("train->eval", train_fasta, eval_fasta, params, 0, len(train_keys))
+    if config.reverse_search:
+        run("train->eval", train_fasta, eval_fasta, params, 0, len(train_keys))
     # And the audit's direction (evaluation proteins query training): mmseqs' k-mer prefilter is not
     # symmetric, so each direction finds homologs the other misses.
     params.cov_mode, params.max_accept = 2, None
@@ -316,6 +341,10 @@ def purge_train(
             f"{last['eval_proteins_with_hits']} evaluation proteins (raise purge_max_iterations)"
         )
     return purged, passes
+
+
+def _sizes(search_name: str, train: int, evaluation: int) -> tuple[int, int]:
+    return (train, evaluation) if search_name == "train->eval" else (evaluation, train)
 
 
 def split_sequences(splits: dict[str, Sequence[ProteinRecord]]) -> dict[str, dict[str, str]]:

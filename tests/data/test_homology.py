@@ -1,3 +1,4 @@
+import json
 import random
 import shutil
 
@@ -182,3 +183,22 @@ def test_purge_that_does_not_converge_names_the_remaining_leaks(tmp_path):
     assert not (tmp_path / "split" / "split_report.json").exists()
     with pytest.raises(ValueError, match="purge_max_iterations"):
         SplitConfig(purge_max_iterations=0)
+
+
+def test_without_the_reverse_search_the_iterations_still_reach_zero_leaks(tmp_path):
+    family, records, config = _diverged_family_split(tmp_path)
+    write_jsonl(records, tmp_path / "records.jsonl")
+    args = [
+        "data", "split", "--input", str(tmp_path / "records.jsonl"), "--out-dir", str(tmp_path / "split"),
+        "--validation-fraction", "0", "--test-fraction", "0", "--eval-fasta", config.eval_fastas[0],
+        "--sensitivity", "1", "--max-seqs", "1", "--leakage-sensitivity", "7.5", "--leakage-max-seqs", "1",
+        "--no-reverse-search", "--tmp-dir", str(tmp_path),
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((tmp_path / "split" / "split_report.json").read_text())
+    assert report["config"]["reverse_search"] is False
+    assert {p["search"] for p in report["purge_passes"]} == {"eval->train"}
+    assert report["purge_passes"][-1]["hits_at_or_above_identity"] == 0
+    assert report["purged_train_proteins"] == 12
+    train = {s for r in read_jsonl(tmp_path / "split" / "train.jsonl") for s in r.sequences}
+    assert not train & set(family)
