@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
 from pathlib import Path
+
+# One core means one core: the Rust tokenizer would otherwise spread batch encodes over a thread pool.
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 from protein_llm_nemo.data import QualityGate, ReasonCounter
 from protein_llm_nemo.data.converters import convert

@@ -32,11 +32,14 @@ class SegmentCachingTokenizer:
 
     `ChatFormatter` encodes every segment separately (``tokenizer(list_of_texts, add_special_tokens=False)``),
     so caching per piece is exact. Prompts repeat across records (fixed system prompt, templated instructions,
-    identical placeholders), which makes this the main cost saving of formatting. Bounded LRU.
+    identical placeholders), which makes this the main cost saving of formatting. Bounded LRU. Misses go
+    straight to the Rust backend of a fast tokenizer (what its ``__call__`` runs, without building a
+    ``BatchEncoding``: a third of the text bridge's formatting time).
     """
 
     def __init__(self, tokenizer: Any, max_entries: int = 65_536):
         self._tokenizer = tokenizer
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._max_entries = max_entries
         self.hits = 0
@@ -56,7 +59,7 @@ class SegmentCachingTokenizer:
         self.misses += len(misses)
         self.hits += len(texts) - len(misses)
         if misses:
-            encoded = self._tokenizer(misses, add_special_tokens=False)["input_ids"]
+            encoded = self._encode_uncached(misses)
             for text, ids in zip(misses, encoded, strict=True):
                 cache[text] = ids
         out = []
@@ -66,6 +69,11 @@ class SegmentCachingTokenizer:
         while len(cache) > self._max_entries:
             cache.popitem(last=False)
         return {"input_ids": out}
+
+    def _encode_uncached(self, texts: list[str]) -> list[list[int]]:
+        if self._backend is None:
+            return self._tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]
 
 
 @dataclass

@@ -132,37 +132,38 @@ class PackedBatch:
 
 
 def build_pack(examples: Sequence[FormattedExample], config: PackingConfig) -> PackedBatch:
+    import numpy as np
     import torch
 
     total = config.max_tokens
-    ids: list[int] = []
-    labels: list[int] = []
-    mask: list[int] = []
-    positions: list[int] = []
-    cu = [0]
+    lengths = np.fromiter((len(ex) for ex in examples), dtype=np.int64, count=len(examples))
+    real = int(lengths.sum())
+    if real > total:
+        raise ValueError(f"pack of {real} tokens exceeds max_tokens={total}")
+    # Whole-row arrays at once: list concatenation runs in C, one conversion per array, no per-token Python.
+    id_list: list[int] = []
+    mask_list: list[int] = []
     for ex in examples:
-        sample = ex.sample
-        ids += sample.input_ids
-        labels += sample.labels()
-        mask += sample.loss_mask
-        positions += range(len(sample))
-        cu.append(len(ids))
-    if len(ids) > total:
-        raise ValueError(f"pack of {len(ids)} tokens exceeds max_tokens={total}")
-    real = len(ids)
-    pad = total - real
-    if pad:
-        ids += [config.pad_id] * pad
-        labels += [IGNORE_INDEX] * pad
-        mask += [0] * pad
-        positions += range(pad)
-        cu.append(total)
+        id_list += ex.sample.input_ids
+        mask_list += ex.sample.loss_mask
+    ids = np.full(total, config.pad_id, dtype=np.int64)
+    ids[:real] = id_list
+    mask = np.zeros(total, dtype=np.int64)
+    mask[:real] = mask_list
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    cu = starts if real == total else np.append(starts, total)  # the tail pad is its own segment
+    # Position restarts at every segment; labels[t] = ids[t + 1] where mask[t + 1], never across a boundary.
+    positions = np.arange(total, dtype=np.int64) - np.repeat(cu[:-1], np.diff(cu))
+    labels = np.full(total, IGNORE_INDEX, dtype=np.int64)
+    predicts = mask[1:] == 1
+    predicts[cu[1:-1] - 1] = False  # a segment's last token does not predict the next one's first
+    labels[:-1][predicts] = ids[1:][predicts]
     return PackedBatch(
-        input_ids=torch.tensor([ids], dtype=torch.long),
-        labels=torch.tensor([labels], dtype=torch.long),
-        loss_mask=torch.tensor([mask], dtype=torch.long),
-        position_ids=torch.tensor([positions], dtype=torch.long),
-        cu_seqlens=torch.tensor(cu, dtype=torch.int32),
+        input_ids=torch.from_numpy(ids)[None],
+        labels=torch.from_numpy(labels)[None],
+        loss_mask=torch.from_numpy(mask)[None],
+        position_ids=torch.from_numpy(positions)[None],
+        cu_seqlens=torch.from_numpy(cu.astype(np.int32)),
         num_samples=len(examples),
         record_ids=[ex.record_id for ex in examples],
         sequences=[seq for ex in examples for seq in ex.sequences],

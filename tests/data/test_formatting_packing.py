@@ -62,6 +62,27 @@ def test_slots_match_proteins_and_mask_is_exactly_the_response(tokenizer):
     assert [e.sample for e in plain] == [e.sample for e in examples]
 
 
+def test_caching_tokenizer_equals_the_plain_tokenizer_on_the_text_bridge(tokenizer):
+    awkward = [
+        ProteinRecord(f"x{i}", [seq], instruction, response, "go_mf", "t")
+        for i, (seq, instruction, response) in enumerate(
+            [
+                (SEQ_A, "Résumé: what does it do?  ", "Binds ATP\u00a0and Mg²⁺."),
+                (SEQ_B, "Line one\r\nline two\t<b>tag</b>", "  leading spaces, 日本語 text."),
+                (SEQ_A + SEQ_B, "Digits 12345 and 'quotes' it's", "Answer: GO:0005524\n\nDone."),
+            ]
+        )
+    ]
+    records = [*_records(), *awkward] * 2  # repeats hit the cache
+    for bridge in ("text", "mlp"):
+        config = FormattingConfig(bridge=bridge, num_slots=8)
+        cached = SegmentCachingTokenizer(tokenizer)
+        fast = list(RecordFormatter(ChatFormatter(cached), config)(records))
+        plain = list(RecordFormatter(ChatFormatter(tokenizer), config)(records))
+        assert [e.sample for e in fast] == [e.sample for e in plain] and len(fast) == len(records) - 2
+        assert cached.hits > 0 and cached.misses > 0
+
+
 def test_text_bridge_puts_residues_in_the_prompt(tokenizer):
     fmt = RecordFormatter(ChatFormatter(tokenizer), FormattingConfig(bridge="text"))
     ex = fmt.format(_records()[0])
@@ -92,7 +113,7 @@ def test_packs_keep_samples_separate_token_by_token(tokenizer):
             a, e = cu[k], cu[k + 1]
             sample = examples[i].sample
             assert ids[a:e] == sample.input_ids and mask[a:e] == sample.loss_mask
-            assert pos[a:e] == list(range(e - a))
+            assert pos[a:e] == list(range(e - a)) and labels[a:e] == sample.labels()
             assert labels[e - 1] == IGNORE_INDEX  # never predicts the next sample's first token
         for t, label in enumerate(labels):
             if label != IGNORE_INDEX:
@@ -106,6 +127,31 @@ def test_packs_keep_samples_separate_token_by_token(tokenizer):
         attn = pack.attention_mask()[0, 0]
         assert attn.shape == (256, 256) and not attn[cu[1] - 1, 0] and (len(b) < 2 or attn[cu[1], cu[1] - 1])
         assert pack.sequences == [s for i in b for s in examples[i].sequences]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pack_labels_equal_per_sample_labels_even_when_samples_start_trained(seed):
+    import random
+
+    from protein_llm_nemo.data.formatting import FormattedExample
+    from protein_llm_nemo.tokenizer import FormattedSample
+
+    rng = random.Random(seed)
+    for _ in range(50):
+        lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 6))]
+        # Masks that start with 1: a cross-sample label would show up as a label at a segment's last token.
+        examples = [
+            FormattedExample(f"r{k}", FormattedSample([rng.randrange(1000) for _ in range(n)], [1] * n))
+            for k, n in enumerate(lengths)
+        ]
+        max_tokens = sum(lengths) + rng.choice([0, 1, 17])
+        pack = build_pack(examples, PackingConfig(max_tokens=max_tokens, pad_id=7))
+        expected = [label for ex in examples for label in ex.sample.labels()]
+        tail = max_tokens - sum(lengths)
+        assert pack.labels[0].tolist() == expected + [IGNORE_INDEX] * tail
+        assert pack.input_ids[0].tolist()[sum(lengths) :] == [7] * tail
+        assert pack.position_ids[0].tolist()[sum(lengths) :] == list(range(tail))
+        assert len(pack.cu_seqlens) == len(lengths) + 1 + (tail > 0)
 
 
 def test_best_fit_decreasing_is_tight_and_deterministic():
