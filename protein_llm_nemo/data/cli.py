@@ -1,4 +1,4 @@
-"""`protein-llm data ...`: convert, build-go, split, leakage-report, pack-stats, converters."""
+"""`protein-llm data ...`: convert, build-go, split, leakage-report, mix, pack-stats, converters."""
 
 from __future__ import annotations
 
@@ -145,6 +145,28 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
     return 1 if leaked and args.fail_on_leak else 0
 
 
+def _cmd_mix(args: argparse.Namespace) -> int:
+    from protein_llm_nemo.data.mixing import MixingConfig, mix_files
+    from protein_llm_nemo.data.report import write_json_report
+
+    caps = {}
+    for name, value in _options(args.cap).items():
+        if not value.isdigit():
+            raise SystemExit(f"--cap expects source=N with N a positive integer, got {name}={value}")
+        caps[name] = int(value)
+    try:
+        config = MixingConfig(alpha=args.alpha, caps=caps, seed=args.seed, epoch_size=args.epoch_size)
+        report = mix_files(args.input, args.out, config, epochs=args.epochs)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    report_path = (
+        Path(args.report) if args.report else Path(str(args.out).removesuffix(".gz") + ".report.json")
+    )
+    write_json_report(report, report_path)
+    _print({k: v for k, v in report.items() if k != "config"})
+    return 0
+
+
 def _cmd_pack_stats(args: argparse.Namespace) -> int:
     from protein_llm_nemo.data.formatting import FormattingConfig, RecordFormatter, SegmentCachingTokenizer
     from protein_llm_nemo.data.packing import best_fit_decreasing, padding_stats, token_budget_batches
@@ -176,7 +198,7 @@ def _cmd_pack_stats(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
-        "data", help="data pipeline: convert, build-go, split, leakage-report, pack-stats"
+        "data", help="data pipeline: convert, build-go, split, leakage-report, mix, pack-stats"
     )
     sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
@@ -252,6 +274,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tmp-dir", default=None)
     p.set_defaults(handler=_cmd_split)
+
+    p = sub.add_parser(
+        "mix", help="temperature-mix record files by source (alpha, caps), seeded, epochs reshuffled"
+    )
+    p.add_argument("--input", action="append", required=True, help="record file or Arrow folder (repeatable)")
+    p.add_argument("--out", required=True, help="*.jsonl / *.jsonl.gz, or a folder for Arrow")
+    p.add_argument("--alpha", type=float, default=0.7, help="p_source ~ records^alpha (1: natural, 0: equal)")
+    p.add_argument(
+        "--cap", action="append", default=[], help="source=N: count at most N records (repeatable)"
+    )
+    p.add_argument("--epoch-size", type=int, default=None, help="records per epoch (default: capped total)")
+    p.add_argument("--epochs", type=int, default=1, help="consecutive epochs written, each reshuffled")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", help="JSON report path (default: <out>.report.json)")
+    p.set_defaults(handler=_cmd_mix)
 
     p = sub.add_parser("leakage-report", help="max identity of each evaluation protein to training (mmseqs2)")
     p.add_argument("--train", required=True, help="records (JSONL/Arrow) or FASTA")

@@ -49,3 +49,58 @@ def test_sampler_shards_and_resumes():
     assert first[:25] == epoch0[1] and state["epoch"] == 1
     with pytest.raises(ValueError, match="num_items"):
         DistributedPackSampler(50, seed=5).load_state_dict(state)
+
+
+def _source_files(tmp_path):
+    from protein_llm_nemo.data import ProteinRecord, write_jsonl
+
+    seq = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWUAXZ"  # noqa: E501
+    a = [ProteinRecord(f"a{i}", [seq[: 50 + i]], "q", "answer a", "go_mf", "alpha") for i in range(90)]
+    b = [ProteinRecord(f"b{i}", [seq[: 60 + i]], "q", "answer b", "go_cc", "beta") for i in range(10)]
+    write_jsonl(a, tmp_path / "a.jsonl")
+    write_jsonl(b[:6], tmp_path / "b.jsonl")
+    write_jsonl(b[6:], tmp_path / "b2.jsonl")  # one source may span several files
+    return a, b
+
+
+def test_mix_command_writes_seeded_reshuffled_epochs_with_a_report(tmp_path):
+    import json
+
+    from protein_llm_nemo.cli import main
+    from protein_llm_nemo.data import read_jsonl
+
+    a, b = _source_files(tmp_path)
+    inputs = ["--input", str(tmp_path / "a.jsonl"), "--input", str(tmp_path / "b.jsonl"),
+              "--input", str(tmp_path / "b2.jsonl")]  # fmt: skip
+    args = ["data", "mix", *inputs, "--alpha", "0.5", "--cap", "alpha=40", "--epochs", "2", "--seed", "3"]
+    assert main([*args, "--out", str(tmp_path / "mix.jsonl")]) == 0
+    assert main([*args, "--out", str(tmp_path / "again.jsonl")]) == 0
+    assert (tmp_path / "mix.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes()
+    mixed = list(read_jsonl(tmp_path / "mix.jsonl"))
+    report = json.loads((tmp_path / "mix.jsonl.report.json").read_text())
+    # Capped sizes 40 and 10, alpha 0.5: weights 40**.5 : 10**.5 = 2 : 1 of a 50-record epoch.
+    assert report["sources"]["alpha"]["weight"] == pytest.approx(2 / 3, abs=1e-6)
+    assert report["sources"]["beta"]["drawn_per_epoch"] == 17 and report["records_written"] == 100 == len(
+        mixed
+    )
+    epochs = [mixed[:50], mixed[50:]]
+    assert [r.id for r in epochs[0]] != [r.id for r in epochs[1]]
+    for epoch in epochs:
+        assert Counter(r.source for r in epoch) == {"alpha": 33, "beta": 17}
+        assert {r.id for r in epoch if r.source == "beta"} == {r.id for r in b}  # upsampled: every one drawn
+    originals = {r.id: r for r in a + b}
+    assert all(r == originals[r.id] for r in mixed)  # records pass through unchanged
+
+
+def test_mix_command_rejects_unknown_sources_and_bad_caps(tmp_path):
+    from protein_llm_nemo.cli import main
+
+    _source_files(tmp_path)
+    base = ["data", "mix", "--input", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "m.jsonl")]
+    with pytest.raises(SystemExit, match=r"absent from the inputs: \['gamma'\]"):
+        main([*base, "--cap", "gamma=5"])
+    with pytest.raises(SystemExit, match="positive integer, got alpha=x"):
+        main([*base, "--cap", "alpha=x"])
+    with pytest.raises(SystemExit, match="alpha must be in"):
+        main([*base, "--alpha", "1.5"])
+    assert not (tmp_path / "m.jsonl").exists()
