@@ -202,14 +202,20 @@ def transformer_config(
 
 
 def layer_spec(arch: Qwen3Arch, use_transformer_engine: bool | None = None):
-    """TransformerEngine's fused spec when it is importable on a GPU, megatron's local spec otherwise."""
+    """TransformerEngine's fused spec when it is importable on a GPU, megatron's local spec otherwise (with
+    `PackedDotProductAttention`, so packed rows work without TE too)."""
     from megatron.core.models.gpt import gpt_layer_specs
 
     if use_transformer_engine is None:
         use_transformer_engine = transformer_engine_available()
     if use_transformer_engine:
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=True)
-    return gpt_layer_specs.get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+    from protein_llm_nemo.models.attention import PackedDotProductAttention
+
+    spec = gpt_layer_specs.get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+    # Packed (thd) rows attend per sample instead of densely over the whole row with a block mask.
+    spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention
+    return spec
 
 
 def build_qwen3_model(

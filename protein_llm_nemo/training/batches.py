@@ -7,8 +7,8 @@ data-parallel size: a run resumes at another DP size on exactly the next global 
 
 SFT items are packs of formatted samples (`data.packing`, best-fit-decreasing, `seq_length` tokens) or,
 without packing, single samples padded to `seq_length`. A packed micro-batch of `micro_batch_size` packs is
-one row `[1, micro_batch_size * seq_length]` with per-sample boundaries: megatron `PackedSeqParams` (thd)
-when TransformerEngine runs attention, else an equivalent block-diagonal causal `attention_mask` (CPU).
+one row `[1, micro_batch_size * seq_length]` with per-sample boundaries, megatron `PackedSeqParams` (thd):
+TransformerEngine attends per sample on GPU, `models.attention.PackedDotProductAttention` without TE.
 Labels and loss masks come from the tokenizer's formatting (response tokens only, exact).
 """
 
@@ -79,18 +79,12 @@ class GlobalBatchSampler:
 
 
 # -- SFT tensors ----------------------------------------------------------------------------------------
-def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
-    """`[1, 1, T, T]` megatron mask (True = masked) letting each token see earlier tokens of its segment."""
-    seg = segment_ids.reshape(-1)
-    same = seg[:, None] == seg[None, :]
-    causal = torch.ones(seg.numel(), seg.numel(), dtype=torch.bool).tril()
-    return ~(same & causal)[None, None]
-
-
 def packed_microbatch(
-    packs: Sequence[Sequence[FormattedExample]], seq_length: int, pad_id: int, use_thd: bool
+    packs: Sequence[Sequence[FormattedExample]], seq_length: int, pad_id: int
 ) -> dict[str, Any]:
-    """`micro_batch_size` packs side by side as one `[1, mbs * seq_length]` row."""
+    """`micro_batch_size` packs side by side as one `[1, mbs * seq_length]` row with `PackedSeqParams`."""
+    from megatron.core.packed_seq_params import PackedSeqParams
+
     config = PackingConfig(max_tokens=seq_length, pad_id=pad_id)
     built = [build_pack(list(examples), config) for examples in packs]
     input_ids = torch.cat([p.input_ids for p in built], dim=1)
@@ -113,19 +107,15 @@ def packed_microbatch(
         "real_tokens": sum(int(p.cu_seqlens[p.num_samples]) for p in built),
         "attention_mask": None,
     }
-    if use_thd:
-        from megatron.core.packed_seq_params import PackedSeqParams
-
-        longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-        batch["packed_seq_params"] = PackedSeqParams(
-            qkv_format="thd",
-            cu_seqlens_q=cu_seqlens,
-            cu_seqlens_kv=cu_seqlens,
-            max_seqlen_q=longest,
-            max_seqlen_kv=longest,
-        )
-    else:
-        batch["attention_mask"] = block_causal_mask(segment_ids)
+    longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    # thd: TransformerEngine's fused attention on GPU, `PackedDotProductAttention` per sample otherwise.
+    batch["packed_seq_params"] = PackedSeqParams(
+        qkv_format="thd",
+        cu_seqlens_q=cu_seqlens,
+        cu_seqlens_kv=cu_seqlens,
+        max_seqlen_q=longest,
+        max_seqlen_kv=longest,
+    )
     return batch
 
 
@@ -178,11 +168,10 @@ class SFTBatches:
         shuffle: bool = True,
         embed: EmbedFn | None = None,
         pad_id: int = QWEN3_PAD_ID,
-        use_thd: bool = False,
     ):
         self.examples = list(examples)
         self.seq_length, self.micro_batch_size = seq_length, micro_batch_size
-        self.packing, self.pad_id, self.use_thd = packing, pad_id, use_thd
+        self.packing, self.pad_id = packing, pad_id
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.embed = embed
         self.counter = ReasonCounter()
@@ -219,7 +208,7 @@ class SFTBatches:
         """The micro-batch dict of these items (None: an all-padding filler item)."""
         groups = [[self.examples[i] for i in self.items[j]] if j is not None else [] for j in item_indices]
         if self.packing:
-            batch = packed_microbatch(groups, self.seq_length, self.pad_id, self.use_thd)
+            batch = packed_microbatch(groups, self.seq_length, self.pad_id)
         else:
             batch = padded_microbatch(groups, self.seq_length, self.pad_id)
         batch["protein_embeddings"] = batch["protein_mask"] = None

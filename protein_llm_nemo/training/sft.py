@@ -75,7 +75,6 @@ def setup_sft(config: SFTConfig) -> Session:
     """Build model, optimizer, data and metrics for `config` and restore a checkpoint if there is one."""
     from megatron.core import parallel_state
 
-    from protein_llm_nemo.models.qwen3 import transformer_engine_available
     from protein_llm_nemo.tokenizer import load_tokenizer
 
     setup_logging(config.logging.level)
@@ -111,7 +110,6 @@ def setup_sft(config: SFTConfig) -> Session:
         dp_rank=dp_rank,
         dp_size=dp_size,
         embed=embed,
-        use_thd=transformer_engine_available(),
     )
     train_data = SFTBatches(
         load_examples(config.data.train_path, tokenizer, bridge_config, config),

@@ -6,6 +6,8 @@ Every body runs in a one-rank gloo process (`run_distributed`); each test module
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -291,8 +293,9 @@ def _packing(out: dict) -> None:
             mask_=attention_mask,
             emb=embeddings,
             msk=mask,
+            grad=False,
         ):
-            with torch.no_grad():
+            with torch.set_grad_enabled(grad):
                 return model(
                     input_ids,
                     positions,
@@ -304,19 +307,59 @@ def _packing(out: dict) -> None:
                 )[0]
 
         packed = run(segments)
-        diffs = []
+        cu = torch.tensor([0, lengths[0], sum(lengths)], dtype=torch.int32)
+        params = PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu,
+            cu_seqlens_kv=cu,
+            max_seqlen_q=max(lengths),
+            max_seqlen_kv=max(lengths),
+        )
+
+        def run_thd(
+            model=model, input_ids=input_ids, positions=positions, emb=embeddings, msk=mask, params=params
+        ):
+            # No mask: per-sample attention (`PackedDotProductAttention`) from cu_seqlens alone.
+            return model(
+                input_ids,
+                positions,
+                None,
+                protein_embeddings=emb,
+                protein_mask=msk,
+                packed_seq_params=params,
+                runtime_gather_output=True,
+            )[0]
+
+        with torch.no_grad():
+            thd = run_thd()
+        diffs, thd_diffs = [], []
         for row, (ids, emb, msk) in enumerate(pieces):
             alone = _logits(model, ids, emb, msk)[0]
             start = sum(lengths[:row])
             diffs.append(float((packed[start : start + lengths[row]] - alone).abs().max()))
+            thd_diffs.append(float((thd[start : start + lengths[row]] - alone).abs().max()))
         out[f"packing_{name}"] = diffs
+        out[f"packing_thd_{name}"] = thd_diffs
+        # Gradients through per-sample attention equal those through the dense block-diagonal mask.
+        weights = torch.randn(packed.shape, generator=torch.Generator().manual_seed(0))
+        grads = []
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)  # the LLM too: every layer's attention gradient is compared
+        for forward in (run_thd, functools.partial(run, segments, grad=True)):
+            model.zero_grad(set_to_none=True)
+            (forward() * weights).sum().backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        # Against the largest gradient: some are zero in exact arithmetic (a key bias under softmax).
+        scale = max(float(g.abs().max()) for g in grads[1].values())
+        out[f"packing_thd_grad_{name}"] = (
+            sorted(grads[0]) == sorted(grads[1]) and len(grads[0]) > 0,
+            max(float((grads[0][n] - grads[1][n]).abs().max()) for n in grads[0]) / scale,
+        )
         if name == "flamingo":
             leaky = run(None)
             out["packing_flamingo_without_segments"] = float(
                 (leaky[lengths[0] :] - packed[lengths[0] :]).abs().max()
             )
-            cu = torch.tensor([0, lengths[0], sum(lengths)], dtype=torch.int32)
-            params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu)
             out["packing_segments_from_cu_seqlens"] = torch.equal(
                 ProteinLLMModel.segment_ids_from_packed(params, input_ids), segments
             )
@@ -449,6 +492,10 @@ def test_bf16_model_trains_in_its_own_dtype(results, bridge):
 @pytest.mark.parametrize("bridge", BRIDGES)
 def test_packed_samples_equal_the_samples_alone(results, bridge):
     assert max(results[f"packing_{bridge}"]) < 1e-5, results[f"packing_{bridge}"]
+    # The thd path (per-sample attention, no mask) too, and its gradients equal the dense masked path's.
+    assert max(results[f"packing_thd_{bridge}"]) < 1e-5, results[f"packing_thd_{bridge}"]
+    same_params, relative_grad_diff = results[f"packing_thd_grad_{bridge}"]
+    assert same_params and relative_grad_diff < 1e-6, relative_grad_diff
 
 
 def test_flamingo_packing_masks_other_samples_proteins(results):

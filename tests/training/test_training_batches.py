@@ -40,7 +40,7 @@ def test_position_resumes_at_another_data_parallel_size():
 
 def test_packed_microbatch_rows_targets_and_mask():
     packs = [[_example(0, 5, 2), _example(1, 4, 3)], [_example(2, 6, 1)]]
-    batch = packed_microbatch(packs, seq_length=10, pad_id=0, use_thd=False)
+    batch = packed_microbatch(packs, seq_length=10, pad_id=0)
     assert batch["input_ids"].shape == (1, 20)
     labels = batch["labels"][0].tolist()
     # sample 0 (positions 0-4): targets are its last 2 tokens, predicted from positions 2 and 3
@@ -51,8 +51,10 @@ def test_packed_microbatch_rows_targets_and_mask():
     assert labels[10:16] == [IGNORE_INDEX] * 4 + [125, IGNORE_INDEX]
     assert torch.equal(batch["loss_mask"].bool(), batch["labels"] != IGNORE_INDEX)
     assert batch["position_ids"][0, :9].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
-    mask = batch["attention_mask"][0, 0]  # True = masked
-    assert not mask[4, 0] and mask[5, 4] and not mask[8, 5] and mask[10, 8] and mask[3, 4]
+    params = batch["packed_seq_params"]  # per-sample attention: samples and each pack's tail pad
+    assert params.qkv_format == "thd" and batch["attention_mask"] is None
+    assert params.cu_seqlens_q.tolist() == [0, 5, 9, 10, 16, 20] and params.cu_seqlens_q.dtype == torch.int32
+    assert params.cu_seqlens_kv is params.cu_seqlens_q and params.max_seqlen_q == 6
     assert batch["sequences"] == ["SEQ0", "SEQ1", "SEQ2"]
     assert batch["real_tokens"] == 15 and batch["num_samples"] == 3
     assert batch["segment_ids"][0].tolist()[:11] == [0] * 5 + [1] * 4 + [2] + [3]

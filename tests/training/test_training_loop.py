@@ -74,6 +74,7 @@ def _one_step(rank: int, world_size: int, data_dir: str, micro_batch_size: int) 
                 mb["attention_mask"],
                 protein_embeddings=mb["protein_embeddings"],
                 protein_mask=mb["protein_mask"],
+                packed_seq_params=mb.get("packed_seq_params"),
             )
             keep = mb["labels"] != -100
             total += float(F.cross_entropy(logits[keep], mb["labels"][keep], reduction="sum"))
