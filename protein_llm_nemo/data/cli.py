@@ -110,6 +110,8 @@ def _cmd_split(args: argparse.Namespace) -> int:
         leakage_max_seqs=args.leakage_max_seqs,
         purge_max_iterations=args.max_iterations,
         reverse_search=not args.no_reverse_search,
+        grow_eval_families=args.grow_eval_families,
+        family_seed_factor=args.family_seed_factor,
         threads=args.threads,
         eval_fastas=tuple(args.eval_fasta),
         tmp_root=args.tmp_dir,
@@ -270,6 +272,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the first pass's train -> evaluation search (its cost grows with the training set; the "
         "iterated leakage search still runs to a fixed point)",
+    )
+    p.add_argument(
+        "--grow-eval-families",
+        action="store_true",
+        help="grow evaluation clusters into homology families (one search from seed clusters) before the purge, "
+        "so fragmented families move whole instead of being purged from training",
+    )
+    p.add_argument(
+        "--family-seed-factor",
+        type=float,
+        default=2.0,
+        help="seed proteins searched per evaluation protein needed",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tmp-dir", default=None)

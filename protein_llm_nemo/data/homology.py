@@ -60,6 +60,10 @@ class SplitConfig:
     # a large family cannot hide behind max_seqs). Its cost grows with the training set: at hundreds of
     # thousands of proteins on few cores, turn it off and let the iterated leakage search converge instead.
     reverse_search: bool = True
+    # Grow evaluation clusters into homology families before the purge (`data.families`): seed clusters
+    # (family_seed_factor x the evaluation target) search all proteins once; families go whole to one split.
+    grow_eval_families: bool = False
+    family_seed_factor: float = 2.0
     # After the first purge pass, the leakage report's search (evaluation proteins query the remaining training
     # proteins) runs again and again, each hit >= identity purged, until it finds nothing: mmseqs' prefilter
     # keeps only `max_seqs` candidates per query, so removing training proteins lets new ones surface.
@@ -80,6 +84,8 @@ class SplitConfig:
             or self.validation_fraction + self.test_fraction >= 1
         ):
             raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
+        if self.family_seed_factor <= 0:
+            raise ValueError(f"family_seed_factor must be > 0, got {self.family_seed_factor}")
         if self.purge_max_iterations < 1:
             raise ValueError(f"purge_max_iterations must be >= 1, got {self.purge_max_iterations}")
 
@@ -96,18 +102,22 @@ class SplitResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def cluster_order(members: dict[str, str], seed: int) -> list[str]:
+    """Cluster representatives in the split's deterministic order (a seeded hash of each representative)."""
+    return sorted(set(members.values()), key=lambda rep: (_unit(seed, rep), rep))
+
+
 def assign_clusters(members: dict[str, str], config: SplitConfig) -> dict[str, str]:
     """Protein key -> split. Clusters are ordered by a seeded hash of their representative and filled into
     test, then validation, until each reaches its fraction of proteins; the rest is train."""
     by_rep: dict[str, list[str]] = defaultdict(list)
     for member, rep in members.items():
         by_rep[rep].append(member)
-    order = sorted(by_rep, key=lambda rep: (_unit(config.seed, rep), rep))
     total = len(members)
     targets = {"test": config.test_fraction * total, "validation": config.validation_fraction * total}
     filled = {"test": 0, "validation": 0}
     assignment: dict[str, str] = {}
-    for rep in order:
+    for rep in cluster_order(members, config.seed):
         size = len(by_rep[rep])
         split = "train"
         for name in ("test", "validation"):
@@ -134,11 +144,23 @@ def protein_assignment(
         start = time.perf_counter()
         members = cluster(fasta, params, tmp_root=tmpdir) if sequences else {}
         report["cluster_seconds"] = round(time.perf_counter() - start, 1)
+        logger.info("clustered %d proteins in %.0f s", len(sequences), report["cluster_seconds"])
         cluster_sizes = Counter(members.values())
         report["clusters"] = len(cluster_sizes)
         report["largest_cluster"] = max(cluster_sizes.values(), default=0)
         report["singleton_clusters"] = sum(1 for n in cluster_sizes.values() if n == 1)
-        assignment = assign_clusters(members, config)
+        if config.grow_eval_families and sequences:
+            from protein_llm_nemo.data.families import grow_eval_families
+
+            start = time.perf_counter()
+            order = cluster_order(members, config.seed)
+            assignment, report["families"] = grow_eval_families(
+                members, sequences, order, config, tmpdir, fasta
+            )
+            report["families"]["seconds"] = round(time.perf_counter() - start, 1)
+            logger.info("evaluation families: %s", report["families"])
+        else:
+            assignment = assign_clusters(members, config)
         report["proteins_per_split_before_purge"] = dict(Counter(assignment.values()))
         if config.purge and sequences:
             start = time.perf_counter()

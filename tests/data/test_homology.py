@@ -202,3 +202,34 @@ def test_without_the_reverse_search_the_iterations_still_reach_zero_leaks(tmp_pa
     assert report["purged_train_proteins"] == 12
     train = {s for r in read_jsonl(tmp_path / "split" / "train.jsonl") for s in r.sequences}
     assert not train & set(family)
+
+
+def test_grown_evaluation_families_keep_fragmented_families_whole_instead_of_purging_them(tmp_path):
+    # Families diverged to ~35-60% identity: linclust at 30% leaves them in fragments (nearly one cluster per
+    # protein), so plain cluster assignment splits each family and the purge empties training.
+    families = _families(n_families=6, members=10, length=150, mutation=0.4, seed=1)
+    families += _families(n_families=12, members=1, length=150, seed=2)
+    records = _records(families)
+    common = dict(validation_fraction=0.15, test_fraction=0.15, linclust=True, purge_sensitivity=5.7)
+    plain = homology_split(records, SplitConfig(**common, tmp_root=str(tmp_path)))
+    grown = homology_split(records, SplitConfig(**common, grow_eval_families=True, tmp_root=str(tmp_path)))
+    assert plain.report["clusters"] > 40  # fragmented
+    assert plain.report["purged_train_proteins"] > 20
+    assert grown.report["purged_train_proteins"] < plain.report["purged_train_proteins"] / 4
+    family = grown.report["families"]
+    assert family["hits"] > 0 and family["evaluation_proteins_from_outside_the_seeds"] > 0
+    assert set(family["families_per_split"]) <= {"test", "validation", "train"}
+    splits_of_family: dict[int, set[str]] = {}
+    for name, recs in grown.splits.items():
+        for r in recs:
+            splits_of_family.setdefault(r.meta["family"], set()).add(name)
+    multi = [f for f in range(6) if f in splits_of_family]
+    assert all(len(splits_of_family[f]) == 1 for f in multi)  # no family straddles two splits
+    assert {n for s in splits_of_family.values() for n in s} == {"train", "validation", "test"}
+    proteins = split_sequences(grown.splits)
+    for evaluation in ("test", "validation"):
+        leak = leakage_report(proteins["train"], proteins[evaluation], LeakageConfig(tmp_root=str(tmp_path)))
+        assert leak["exact_overlaps"] == 0 and leak["at_or_above_threshold"] == 0
+    # Deterministic: the same seed grows the same families.
+    again = homology_split(records, SplitConfig(**common, grow_eval_families=True, tmp_root=str(tmp_path)))
+    assert again.assignment == grown.assignment
