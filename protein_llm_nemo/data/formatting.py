@@ -8,6 +8,8 @@ Chat template, masks and their exactness are the tokenizer module's; this module
 
 from __future__ import annotations
 
+import re
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,13 @@ from protein_llm_nemo.tokenizer import (
 TEXT_BRIDGE = "text"
 
 
+# A space and a maximal run of >= 32 upper-case residues, ended by the text, whitespace, punctuation or "<":
+# under Qwen's pre-tokenizer (and any GPT-2-style one) this is always one pre-token, so BPE tokenizes it
+# alone and the same way wherever it appears. Checked on probes before use (`_runs_split_exactly`).
+_RESIDUE_RUN = re.compile(r" [A-Z]{32,}(?=$|[\s<.,;:!?)\]}'\"/-])")
+_PROBE_RUN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEK"
+
+
 class SegmentCachingTokenizer:
     """Wraps a HF tokenizer for `ChatFormatter`: memoises the ids of each text piece it is asked to encode.
 
@@ -34,16 +43,23 @@ class SegmentCachingTokenizer:
     so caching per piece is exact. Prompts repeat across records (fixed system prompt, templated instructions,
     identical placeholders), which makes this the main cost saving of formatting. Bounded LRU. Misses go
     straight to the Rust backend of a fast tokenizer (what its ``__call__`` runs, without building a
-    ``BatchEncoding``: a third of the text bridge's formatting time).
+    ``BatchEncoding``). A text holding protein residues (the `text` bridge) is cut at each residue run, which
+    is a pre-token boundary, and the pieces are cached: a protein asked about in several records (GO's three
+    aspects) goes through BPE once.
     """
 
-    def __init__(self, tokenizer: Any, max_entries: int = 65_536):
+    def __init__(self, tokenizer: Any, max_entries: int = 65_536, max_residue_runs: int = 1_000_000):
         self._tokenizer = tokenizer
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._max_entries = max_entries
+        # Residue runs get their own, larger store (compact int32 arrays, oldest evicted first): a dataset
+        # lists a protein's records far apart (GO writes one aspect after another), beyond an LRU of texts.
+        self._runs: dict[str, array] = {}
+        self._max_runs = max_residue_runs
         self.hits = 0
         self.misses = 0
+        self.split_residue_runs = self._runs_split_exactly()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tokenizer, name)
@@ -58,19 +74,74 @@ class SegmentCachingTokenizer:
         misses = [t for t in dict.fromkeys(texts) if t not in cache]
         self.misses += len(misses)
         self.hits += len(texts) - len(misses)
+        assembled: dict[str, list[int]] = {}
         if misses:
-            encoded = self._encode_uncached(misses)
-            for text, ids in zip(misses, encoded, strict=True):
-                cache[text] = ids
+            split = {t: pieces for t in misses if (pieces := self._residue_pieces(t)) is not None}
+            wanted = [t for t in misses if t not in split]
+            wanted += [p for pieces in split.values() for p in pieces if p not in self._store(p)]
+            wanted = list(dict.fromkeys(wanted))
+            for text, ids in zip(wanted, self._encode_uncached(wanted), strict=True):
+                if _RESIDUE_RUN.fullmatch(text):
+                    self._runs[text] = array("i", ids)
+                else:
+                    cache[text] = ids
+            for text, pieces in split.items():  # unique texts are not cached whole, only their pieces
+                assembled[text] = [i for piece in pieces for i in self._store(piece)[piece]]
+                for piece in pieces:
+                    if piece in cache:
+                        cache.move_to_end(piece)
+            while len(self._runs) > self._max_runs:
+                del self._runs[next(iter(self._runs))]
         out = []
         for text in texts:
+            if text in assembled:
+                out.append(list(assembled[text]))
+                continue
             cache.move_to_end(text)
             out.append(list(cache[text]))
         while len(cache) > self._max_entries:
             cache.popitem(last=False)
         return {"input_ids": out}
 
+    def _store(self, piece: str) -> dict:
+        return self._runs if piece.startswith(" ") and _RESIDUE_RUN.fullmatch(piece) else self._cache
+
+    def _residue_pieces(self, text: str) -> list[str] | None:
+        """``text`` cut before and after every residue run, or None when it holds none (or cutting is off)."""
+        if not self.split_residue_runs:
+            return None
+        pieces: list[str] = []
+        position = 0
+        for match in _RESIDUE_RUN.finditer(text):
+            start, end = match.span()
+            if start > position:
+                pieces.append(text[position:start])
+            pieces.append(text[start:end])
+            position = end
+        if not pieces:
+            return None
+        if position < len(text):
+            pieces.append(text[position:])
+        return pieces
+
+    def _runs_split_exactly(self) -> bool:
+        """Whether cutting at residue runs reproduces this tokenizer's ids on probes (False: never cut)."""
+        probes = [
+            f"Describe it.\n\nProtein sequence: {_PROBE_RUN}",
+            f"Protein 1 sequence: {_PROBE_RUN}\nProtein 2 sequence: {_PROBE_RUN[::-1]}\n",
+            f"x  {_PROBE_RUN}, and ({_PROBE_RUN}) 12 {_PROBE_RUN}'s {_PROBE_RUN}-like {_PROBE_RUN}<tag>",
+        ]
+        self.split_residue_runs = True
+        for probe in probes:
+            pieces = self._residue_pieces(probe) or [probe]
+            whole, *parts = self._encode_uncached([probe, *pieces])
+            if len(pieces) < 2 or whole != [i for part in parts for i in part]:
+                return False
+        return True
+
     def _encode_uncached(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
         if self._backend is None:
             return self._tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]

@@ -83,6 +83,56 @@ def test_caching_tokenizer_equals_the_plain_tokenizer_on_the_text_bridge(tokeniz
         assert cached.hits > 0 and cached.misses > 0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cutting_at_residue_runs_gives_the_plain_tokenizer_ids(tokenizer, seed):
+    import random
+
+    rng = random.Random(seed)
+    residues = "ACDEFGHIKLMNPQRSTVWYXUBZO"
+    around = [
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        ":",
+        ": ",
+        "(",
+        "'",
+        "a",
+        "é",
+        "1",
+        "-",
+        "\t",
+        "<|im_end|>",
+        "",
+        "\u0301",
+        "日",
+    ]
+    cached = SegmentCachingTokenizer(tokenizer)
+    assert cached.split_residue_runs  # the Qwen3 tokenizer passes the probes
+    texts = []
+    for _ in range(150):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            run = "".join(rng.choice(residues) for _ in range(rng.choice([5, 31, 32, 33, 80, 400])))
+            if rng.random() < 0.2:
+                run = run.lower() if rng.random() < 0.5 else run[:10] + "é" + run[10:]
+            parts += [
+                rng.choice(around),
+                rng.choice(["", " ", "Protein sequence: "]),
+                run,
+                rng.choice(around),
+            ]
+        texts.append("".join(parts))
+    texts += texts[:20]  # repeats: whole-text and piece cache hits
+    expected = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    got = []
+    for i in range(0, len(texts), 7):  # several calls: the cache carries pieces between them
+        got += cached(texts[i : i + 7], add_special_tokens=False)["input_ids"]
+    assert got == expected
+    assert cached.hits > 0 and sum(cached._residue_pieces(t) is not None for t in texts) > 30
+
+
 def test_text_bridge_puts_residues_in_the_prompt(tokenizer):
     fmt = RecordFormatter(ChatFormatter(tokenizer), FormattingConfig(bridge="text"))
     ex = fmt.format(_records()[0])
