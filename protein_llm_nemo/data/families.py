@@ -49,8 +49,11 @@ def grow_eval_families(
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Protein key -> split, with evaluation splits made of whole grown families, and a report.
 
-    ``members``: protein -> cluster representative; ``order``: representatives in the split's seeded order.
+    ``members``: protein -> cluster representative; ``order``: representatives in the split's seeded order
+    (seeds are taken from its head).
     """
+    from protein_llm_nemo.data.homology import seeded_unit
+
     by_rep: dict[str, list[str]] = defaultdict(list)
     for member, rep in members.items():
         by_rep[rep].append(member)
@@ -92,12 +95,14 @@ def grow_eval_families(
     grouped: dict[str, list[str]] = defaultdict(list)
     for rep in list(families.parent):
         grouped[families.find(rep)].append(rep)
-    position = {rep: i for i, rep in enumerate(order)}
-    family_order = sorted(grouped, key=lambda root: min(position[r] for r in grouped[root]))
+    # Families in a seeded order of their root (the smallest representative): every family is equally likely
+    # to come first, whatever its size (ordering by its earliest seed would favour families with many seeds).
+    family_order = sorted(grouped, key=lambda root: (seeded_unit(config.seed, root), root))
     assignment = dict.fromkeys(members, "train")
     filled = {"test": 0, "validation": 0}
     placed: Counter = Counter()
     sizes = []
+    evaluation_sizes: dict[str, list[int]] = {"test": [], "validation": []}
     for root in family_order:
         size = sum(len(by_rep[rep]) for rep in grouped[root])
         sizes.append(size)
@@ -105,6 +110,7 @@ def grow_eval_families(
             if filled[name] + size / 2 <= targets[name]:
                 filled[name] += size
                 placed[name] += 1
+                evaluation_sizes[name].append(size)
                 for rep in grouped[root]:
                     for member in by_rep[rep]:
                         assignment[member] = name
@@ -115,6 +121,9 @@ def grow_eval_families(
     report.update(
         families=len(family_order),
         families_per_split=dict(placed),
+        largest_evaluation_families={
+            name: sorted(v, reverse=True)[:5] for name, v in evaluation_sizes.items()
+        },
         largest_family=max(sizes, default=0),
         proteins_in_families=sum(sizes),
         evaluation_proteins_from_outside_the_seeds=sum(

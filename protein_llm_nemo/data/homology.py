@@ -38,7 +38,8 @@ def sequence_key(sequence: str) -> str:
     return hashlib.blake2b(sequence.encode("ascii", "replace"), digest_size=10).hexdigest()
 
 
-def _unit(seed: int, key: str) -> float:
+def seeded_unit(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by (seed, key): the split's deterministic order of clusters and families."""
     digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64
 
@@ -104,7 +105,7 @@ class SplitResult:
 
 def cluster_order(members: dict[str, str], seed: int) -> list[str]:
     """Cluster representatives in the split's deterministic order (a seeded hash of each representative)."""
-    return sorted(set(members.values()), key=lambda rep: (_unit(seed, rep), rep))
+    return sorted(set(members.values()), key=lambda rep: (seeded_unit(seed, rep), rep))
 
 
 def assign_clusters(members: dict[str, str], config: SplitConfig) -> dict[str, str]:
@@ -180,7 +181,7 @@ def record_split(record: ProteinRecord, assignment: dict[str, str], config: Spli
     if record.sequences:
         names = {assignment[sequence_key(s)] for s in record.sequences}
     else:
-        u = _unit(config.seed, record.id)
+        u = seeded_unit(config.seed, record.id)
         val_end = config.test_fraction + config.validation_fraction
         names = {"test" if u < config.test_fraction else "validation" if u < val_end else "train"}
     if len(names) > 1:
