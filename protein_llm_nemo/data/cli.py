@@ -275,9 +275,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--grow-eval-families",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="grow evaluation clusters into homology families (one search from seed clusters) before the purge, "
-        "so fragmented families move whole instead of being purged from training",
+        "so fragmented families move whole instead of being purged from training (default: on)",
     )
     p.add_argument(
         "--family-seed-factor",

@@ -63,7 +63,7 @@ class SplitConfig:
     reverse_search: bool = True
     # Grow evaluation clusters into homology families before the purge (`data.families`): seed clusters
     # (family_seed_factor x the evaluation target) search all proteins once; families go whole to one split.
-    grow_eval_families: bool = False
+    grow_eval_families: bool = True
     family_seed_factor: float = 2.0
     # After the first purge pass, the leakage report's search (evaluation proteins query the remaining training
     # proteins) runs again and again, each hit >= identity purged, until it finds nothing: mmseqs' prefilter

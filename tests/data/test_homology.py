@@ -211,8 +211,8 @@ def test_grown_evaluation_families_keep_fragmented_families_whole_instead_of_pur
     families += _families(n_families=12, members=1, length=150, seed=2)
     records = _records(families)
     common = dict(validation_fraction=0.15, test_fraction=0.15, linclust=True, purge_sensitivity=5.7)
-    plain = homology_split(records, SplitConfig(**common, tmp_root=str(tmp_path)))
-    grown = homology_split(records, SplitConfig(**common, grow_eval_families=True, tmp_root=str(tmp_path)))
+    plain = homology_split(records, SplitConfig(**common, grow_eval_families=False, tmp_root=str(tmp_path)))
+    grown = homology_split(records, SplitConfig(**common, tmp_root=str(tmp_path)))  # the default
     assert plain.report["clusters"] > 40  # fragmented
     assert plain.report["purged_train_proteins"] > 20
     assert grown.report["purged_train_proteins"] < plain.report["purged_train_proteins"] / 4
@@ -231,5 +231,5 @@ def test_grown_evaluation_families_keep_fragmented_families_whole_instead_of_pur
         leak = leakage_report(proteins["train"], proteins[evaluation], LeakageConfig(tmp_root=str(tmp_path)))
         assert leak["exact_overlaps"] == 0 and leak["at_or_above_threshold"] == 0
     # Deterministic: the same seed grows the same families.
-    again = homology_split(records, SplitConfig(**common, grow_eval_families=True, tmp_root=str(tmp_path)))
+    again = homology_split(records, SplitConfig(**common, tmp_root=str(tmp_path)))
     assert again.assignment == grown.assignment
