@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 
 
-def segment_bounds(packed_seq_params) -> list[tuple[int, int]]:
-    """(start, end) of every segment of a ``thd`` row, from the padded boundaries when they are given."""
+def packed_cu_seqlens(packed_seq_params) -> torch.Tensor:
+    """Segment boundaries of a ``thd`` row: the padded ones when given (what TE attends over), else the plain."""
     cu = getattr(packed_seq_params, "cu_seqlens_q_padded", None)
-    if cu is None:
-        cu = packed_seq_params.cu_seqlens_q
+    return packed_seq_params.cu_seqlens_q if cu is None else cu
+
+
+def segment_bounds(packed_seq_params) -> list[tuple[int, int]]:
+    """(start, end) of every segment of a ``thd`` row (self-attention: key/value boundaries must agree)."""
+    cu = packed_cu_seqlens(packed_seq_params)
     kv = getattr(packed_seq_params, "cu_seqlens_kv_padded", None)
     if kv is None:
         kv = packed_seq_params.cu_seqlens_kv

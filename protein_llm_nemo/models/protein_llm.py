@@ -214,9 +214,9 @@ class ProteinLLMModel(MegatronModule):
             raise ValueError(
                 "packed sequences (packed_seq_params) expect input_ids of shape [1, total_tokens]"
             )
-        cu = getattr(packed_seq_params, "cu_seqlens_q_padded", None)
-        if cu is None:
-            cu = packed_seq_params.cu_seqlens_q
+        from protein_llm_nemo.models.attention import packed_cu_seqlens
+
+        cu = packed_cu_seqlens(packed_seq_params)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         return torch.searchsorted(cu[1:].to(input_ids.device), positions, right=True).unsqueeze(0)
 

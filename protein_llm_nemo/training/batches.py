@@ -94,14 +94,11 @@ def packed_microbatch(
     for i, pack in enumerate(built):
         cu += [c + i * seq_length for c in pack.cu_seqlens[1:].tolist()]
     cu_seqlens = torch.tensor(cu, dtype=torch.int32)
-    positions = torch.arange(input_ids.shape[1])
-    segment_ids = (torch.searchsorted(cu_seqlens[1:], positions, right=True)).unsqueeze(0)
     batch: dict[str, Any] = {
         "input_ids": input_ids,
         "labels": labels,
         "loss_mask": (labels != IGNORE_INDEX).float(),
         "position_ids": position_ids,
-        "segment_ids": segment_ids,
         "sequences": [seq for p in built for seq in p.sequences],
         "num_samples": sum(p.num_samples for p in built),
         "real_tokens": sum(int(p.cu_seqlens[p.num_samples]) for p in built),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from protein_llm_nemo.data.formatting import FormattedExample
+from protein_llm_nemo.models.protein_llm import ProteinLLMModel
 from protein_llm_nemo.tokenizer import IGNORE_INDEX, FormattedSample
 from protein_llm_nemo.training.batches import GlobalBatchSampler, SFTBatches, packed_microbatch
 
@@ -57,7 +58,9 @@ def test_packed_microbatch_rows_targets_and_mask():
     assert params.cu_seqlens_kv is params.cu_seqlens_q and params.max_seqlen_q == 6
     assert batch["sequences"] == ["SEQ0", "SEQ1", "SEQ2"]
     assert batch["real_tokens"] == 15 and batch["num_samples"] == 3
-    assert batch["segment_ids"][0].tolist()[:11] == [0] * 5 + [1] * 4 + [2] + [3]
+    # flamingo's per-sample protein context comes from the same boundaries (the model derives segment ids)
+    segments = ProteinLLMModel.segment_ids_from_packed(params, batch["input_ids"])
+    assert segments[0].tolist()[:11] == [0] * 5 + [1] * 4 + [2] + [3] and "segment_ids" not in batch
 
 
 def test_sft_batches_pack_every_example_once_and_count_drops():
