@@ -174,22 +174,9 @@ def build_ours(args, data_path: str, hf_dir: str, lora_config):
 
 def ours_step(session) -> tuple[int, int, float]:
     """One optimizer step exactly as `train_loop` runs it; (real tokens, token slots, loss)."""
-    from protein_llm_nemo.training.loop import to_device
-    from protein_llm_nemo.training.step import train_step
+    from protein_llm_nemo.training.loop import next_train_step
 
-    parts = session.parts
-    microbatches = [to_device(mb, parts.device) for mb in parts.train_data.next_step()]
-    out = train_step(
-        parts.model_chunks,
-        parts.optimizer,
-        parts.scheduler,
-        microbatches,
-        parts.forward_step,
-        parts.train_data.schedule_seq_length,
-        parts.train_data.schedule_micro_batch_size,
-        clip_grad=parts.clip_grad,
-        grad_norms_by_group=parts.group_grad_norms,
-    )
+    microbatches, out = next_train_step(session.parts)
     real = sum(int(mb["real_tokens"]) for mb in microbatches)
     slots = sum(int(mb["input_ids"].numel()) for mb in microbatches)
     return real, slots, out.loss

@@ -86,6 +86,24 @@ def validate(parts: LoopParts, max_batches: int | None) -> tuple[float, int]:
     )
 
 
+def next_train_step(parts: LoopParts) -> tuple[list[dict[str, Any]], Any]:
+    """This rank's micro-batches of the next global batch, and the optimizer step taken on them (the loop's
+    step, also what `benchmarks/sft_throughput.py` times)."""
+    microbatches = [to_device(mb, parts.device) for mb in parts.train_data.next_step()]
+    out = train_step(
+        parts.model_chunks,
+        parts.optimizer,
+        parts.scheduler,
+        microbatches,
+        parts.forward_step,
+        parts.train_data.schedule_seq_length,
+        parts.train_data.schedule_micro_batch_size,
+        clip_grad=parts.clip_grad,
+        grad_norms_by_group=parts.group_grad_norms,
+    )
+    return microbatches, out
+
+
 def train_loop(
     parts: LoopParts,
     train: TrainConfig,
@@ -105,23 +123,9 @@ def train_loop(
         step += 1
         tick = time.perf_counter()
 
-        # 1. this rank's micro-batches of the next global batch
-        microbatches = [to_device(mb, parts.device) for mb in parts.train_data.next_step()]
-        real_tokens = sum(mb["real_tokens"] for mb in microbatches)
-
-        # 2. forward/backward over all micro-batches, grad all-reduce, guard, clip, update, lr
-        out = train_step(
-            parts.model_chunks,
-            parts.optimizer,
-            parts.scheduler,
-            microbatches,
-            parts.forward_step,
-            parts.train_data.schedule_seq_length,
-            parts.train_data.schedule_micro_batch_size,
-            clip_grad=parts.clip_grad,
-            grad_norms_by_group=parts.group_grad_norms,
-        )
-        (real_tokens,) = _sum_over_dp([float(real_tokens)])
+        # 1-2. the next global batch: forward/backward, grad all-reduce, guard, clip, update, lr
+        microbatches, out = next_train_step(parts)
+        (real_tokens,) = _sum_over_dp([float(sum(mb["real_tokens"] for mb in microbatches))])
         seconds = time.perf_counter() - tick
 
         # 3. NaN/Inf guard: the update was skipped; stop after too many in a row
