@@ -36,6 +36,23 @@ _RESIDUE_RUN = re.compile(r" [A-Z]{32,}(?=$|[\s<.,;:!?)\]}'\"/-])")
 _PROBE_RUN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEK"
 
 
+def residue_pieces(text: str) -> list[str] | None:
+    """``text`` cut before and after every residue run, or None when it holds none."""
+    pieces: list[str] = []
+    position = 0
+    for match in _RESIDUE_RUN.finditer(text):
+        start, end = match.span()
+        if start > position:
+            pieces.append(text[position:start])
+        pieces.append(text[start:end])
+        position = end
+    if not pieces:
+        return None
+    if position < len(text):
+        pieces.append(text[position:])
+    return pieces
+
+
 class SegmentCachingTokenizer:
     """Wraps a HF tokenizer for `ChatFormatter`: memoises the ids of each text piece it is asked to encode.
 
@@ -76,7 +93,11 @@ class SegmentCachingTokenizer:
         self.hits += len(texts) - len(misses)
         assembled: dict[str, list[int]] = {}
         if misses:
-            split = {t: pieces for t in misses if (pieces := self._residue_pieces(t)) is not None}
+            split = (
+                {t: pieces for t in misses if (pieces := residue_pieces(t)) is not None}
+                if self.split_residue_runs
+                else {}
+            )
             wanted = [t for t in misses if t not in split]
             wanted += [p for pieces in split.values() for p in pieces if p not in self._store(p)]
             wanted = list(dict.fromkeys(wanted))
@@ -106,24 +127,6 @@ class SegmentCachingTokenizer:
     def _store(self, piece: str) -> dict:
         return self._runs if piece.startswith(" ") and _RESIDUE_RUN.fullmatch(piece) else self._cache
 
-    def _residue_pieces(self, text: str) -> list[str] | None:
-        """``text`` cut before and after every residue run, or None when it holds none (or cutting is off)."""
-        if not self.split_residue_runs:
-            return None
-        pieces: list[str] = []
-        position = 0
-        for match in _RESIDUE_RUN.finditer(text):
-            start, end = match.span()
-            if start > position:
-                pieces.append(text[position:start])
-            pieces.append(text[start:end])
-            position = end
-        if not pieces:
-            return None
-        if position < len(text):
-            pieces.append(text[position:])
-        return pieces
-
     def _runs_split_exactly(self) -> bool:
         """Whether cutting at residue runs reproduces this tokenizer's ids on probes (False: never cut)."""
         probes = [
@@ -131,9 +134,8 @@ class SegmentCachingTokenizer:
             f"Protein 1 sequence: {_PROBE_RUN}\nProtein 2 sequence: {_PROBE_RUN[::-1]}\n",
             f"x  {_PROBE_RUN}, and ({_PROBE_RUN}) 12 {_PROBE_RUN}'s {_PROBE_RUN}-like {_PROBE_RUN}<tag>",
         ]
-        self.split_residue_runs = True
         for probe in probes:
-            pieces = self._residue_pieces(probe) or [probe]
+            pieces = residue_pieces(probe) or [probe]
             whole, *parts = self._encode_uncached([probe, *pieces])
             if len(pieces) < 2 or whole != [i for part in parts for i in part]:
                 return False

@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from protein_llm_nemo.data import ProteinRecord, ReasonCounter
-from protein_llm_nemo.data.formatting import FormattingConfig, RecordFormatter, SegmentCachingTokenizer
+from protein_llm_nemo.data.formatting import (
+    FormattingConfig,
+    RecordFormatter,
+    SegmentCachingTokenizer,
+    residue_pieces,
+)
 from protein_llm_nemo.data.packing import (
     PackingConfig,
     best_fit_decreasing,
@@ -130,7 +135,7 @@ def test_cutting_at_residue_runs_gives_the_plain_tokenizer_ids(tokenizer, seed):
     for i in range(0, len(texts), 7):  # several calls: the cache carries pieces between them
         got += cached(texts[i : i + 7], add_special_tokens=False)["input_ids"]
     assert got == expected
-    assert cached.hits > 0 and sum(cached._residue_pieces(t) is not None for t in texts) > 30
+    assert cached.hits > 0 and sum(residue_pieces(t) is not None for t in texts) > 30
 
 
 def test_text_bridge_puts_residues_in_the_prompt(tokenizer):
