@@ -410,18 +410,20 @@ class ProteinLLMModel(MegatronModule):
             return iter(())
         return (p for p in self.bridge.parameters() if p.requires_grad)
 
-    def allreduce_pipeline_replicated_grads(self) -> None:
-        """Sum the replicas' gradients over the pipeline group (each stage saw only its own blocks)."""
-        params = [p for p in self.pipeline_replicated_parameters() if p.grad is not None]
-        if not params:
+    def allreduce_pipeline_replicated_grads(self, main_grad: bool = False) -> None:
+        """Sum the replicas' gradients over the pipeline group (each stage saw only its own blocks).
+
+        `main_grad=True` reduces megatron DDP's fp32 `main_grad` buffers (the training loop, after
+        `finalize_model_grads`); otherwise the plain `.grad` of a model used without DDP."""
+        attribute = "main_grad" if main_grad else "grad"
+        grads = [getattr(p, attribute, None) for p in self.pipeline_replicated_parameters()]
+        grads = [g for g in grads if g is not None]
+        if not grads:
             return
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        flat = torch._utils._flatten_dense_tensors(grads)
         dist.all_reduce(flat, group=parallel_state.get_pipeline_model_parallel_group())
-        offset = 0
-        for p in params:
-            n = p.grad.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
+        for grad, reduced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True):
+            grad.copy_(reduced)
 
 
 def build_protein_llm(

@@ -80,19 +80,11 @@ def configure_model_for_training(model_chunks: Sequence[torch.nn.Module], optimi
 def finalize_grads(model_chunks, num_tokens=None, **kwargs) -> None:
     """megatron's `finalize_model_grads` (DP all-reduce, embedding-tie sums, / global token count), then
     the sum of flamingo's pipeline-replicated resampler gradients over the pipeline group."""
-    from megatron.core import parallel_state
     from megatron.core.distributed import finalize_model_grads
 
     finalize_model_grads(model_chunks, num_tokens, **kwargs)
     for chunk in model_chunks:
-        params = [p for p in unwrap(chunk).pipeline_replicated_parameters() if hasattr(p, "main_grad")]
-        if params:
-            flat = torch.cat([p.main_grad.reshape(-1) for p in params])
-            dist.all_reduce(flat, group=parallel_state.get_pipeline_model_parallel_group())
-            offset = 0
-            for p in params:
-                p.main_grad.copy_(flat[offset : offset + p.numel()].view_as(p.main_grad))
-                offset += p.numel()
+        unwrap(chunk).allreduce_pipeline_replicated_grads(main_grad=True)
 
 
 # -- reductions ---------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from protein_llm_nemo.bridges import BridgeConfig, get_bridge_config, list_bridges, register_bridge
-from protein_llm_nemo.models.protein_llm_check import (
+from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.tiny import (
     TINY_ENCODER_DIM,
     tiny_arch,
     tiny_bridge_config,
     to_portable,
 )
-from protein_llm_nemo.testing.multiprocess import run_distributed
 
 ENCODER_BRIDGES = ["mlp", "perceiver", "flamingo"]
 

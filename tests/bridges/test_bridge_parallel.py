@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from protein_llm_nemo.models.protein_llm import parameter_group
-from protein_llm_nemo.models.protein_llm_check import layout_run, reference_run
+from protein_llm_nemo.testing.layouts import layout_run, reference_run
 from protein_llm_nemo.testing.multiprocess import run_distributed
 
 BRIDGES = ["text", "mlp", "perceiver", "flamingo"]

@@ -16,7 +16,7 @@ from protein_llm_nemo.conversion.protein_llm import (
     import_protein_llm,
     load_protein_llm_checkpoint,
 )
-from protein_llm_nemo.hf.checks import tiny_spec
+from protein_llm_nemo.testing.export import tiny_spec
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from protein_llm_nemo.hf.checks import export_run, import_export_run, tied_export_run, tiny_spec
-from protein_llm_nemo.hf.checks import read_folder_tensors as _tensors
-from protein_llm_nemo.models.protein_llm_check import tiny_batch
+from protein_llm_nemo.testing.export import export_run, import_export_run, tied_export_run, tiny_spec
+from protein_llm_nemo.testing.export import read_folder_tensors as _tensors
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.tiny import tiny_batch
 
 BRIDGES = ["text", "mlp", "perceiver", "flamingo"]
 EMBEDDING_BRIDGES = BRIDGES[1:]

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from protein_llm_nemo.hf.checks import tiny_spec
-from protein_llm_nemo.models.protein_llm_check import TINY_TOKEN_IDS
+from protein_llm_nemo.testing.export import tiny_spec
+from protein_llm_nemo.testing.tiny import TINY_TOKEN_IDS
 
 ENCODER = "esm2-tiny"  # 64-d random-weight encoder, registered offline
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from protein_llm_nemo.hf.checks import LORA, lora_export_run, tiny_spec
-from protein_llm_nemo.hf.checks import read_folder_tensors as _tensors
-from protein_llm_nemo.models.protein_llm_check import tiny_batch
+from protein_llm_nemo.testing.export import LORA, lora_export_run, tiny_spec
+from protein_llm_nemo.testing.export import read_folder_tensors as _tensors
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.tiny import tiny_batch
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,7 @@ def _protein_llm_checks(base_ckpt: Path, plain_lora) -> dict:
     """LoRA inside a flamingo ProteinLLM: only the language model's linears, adapters in the `lora` group,
     and an LLM checkpoint still loads into the wrapped model."""
     from protein_llm_nemo.models.lora import apply_lora
-    from protein_llm_nemo.models.protein_llm_check import build_tiny_model, tiny_bridge_config
+    from protein_llm_nemo.testing.tiny import build_tiny_model, tiny_bridge_config
 
     model = build_tiny_model(tiny_bridge_config("flamingo"), seed=0)
     bridge_before = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -11,7 +11,8 @@ import functools
 import pytest
 import torch
 
-from protein_llm_nemo.models.protein_llm_check import (
+from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.tiny import (
     TINY_ENCODER_DIM,
     TINY_TOKEN_IDS,
     build_tiny_model,
@@ -20,7 +21,6 @@ from protein_llm_nemo.models.protein_llm_check import (
     tiny_bridge_config,
     to_portable,
 )
-from protein_llm_nemo.testing.multiprocess import run_distributed
 
 BRIDGES = ["text", "mlp", "perceiver", "flamingo"]
 SEED = 4321

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protein_llm_nemo.models.protein_llm_check import checkpoint_run, language_model_checkpoint_run
+from protein_llm_nemo.testing.layouts import checkpoint_run, language_model_checkpoint_run
 from protein_llm_nemo.testing.multiprocess import run_distributed
 
 BRIDGES = {

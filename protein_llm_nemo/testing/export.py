@@ -13,6 +13,28 @@ from typing import Any
 
 import torch
 
+from protein_llm_nemo.conversion.protein_llm import (
+    ProteinLLMSpec,
+    export_language_model,
+    export_protein_llm,
+    export_protein_llm_checkpoint,
+    import_protein_llm,
+    save_protein_llm_checkpoint,
+)
+from protein_llm_nemo.models.lora import LoRAConfig, apply_lora, lora_parameters
+from protein_llm_nemo.models.protein_llm import build_protein_llm
+from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed, seed_everything
+from protein_llm_nemo.testing.pipeline import pipeline_logits
+from protein_llm_nemo.testing.tiny import (
+    TINY_TOKEN_IDS,
+    build_tiny_model,
+    set_gates,
+    tiny_arch,
+    tiny_batch,
+    tiny_bridge_config,
+    to_portable,
+)
+
 __all__ = ["export_run", "import_export_run", "lora_export_run", "read_folder_tensors", "tiny_spec"]
 
 
@@ -29,14 +51,11 @@ def read_folder_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
 
 
 def tiny_spec(name: str):
-    from protein_llm_nemo.conversion.protein_llm import ProteinLLMSpec
-    from protein_llm_nemo.models.protein_llm_check import TINY_TOKEN_IDS, tiny_arch, tiny_bridge_config
 
     return ProteinLLMSpec(tiny_arch(), tiny_bridge_config(name), TINY_TOKEN_IDS)
 
 
 def _init(tensor_model_parallel_size: int, pipeline_model_parallel_size: int, seed: int) -> None:
-    from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
     initialize_distributed(
         ParallelConfig(
@@ -56,25 +75,12 @@ def export_run(
     root: str,
     seed: int = 1234,
 ) -> dict[str, Any]:
-    from protein_llm_nemo.conversion.protein_llm import (
-        export_language_model,
-        export_protein_llm,
-        save_protein_llm_checkpoint,
-    )
-    from protein_llm_nemo.models.protein_llm_check import (
-        _set_gates,
-        build_tiny_model,
-        pipeline_logits,
-        tiny_batch,
-        to_portable,
-    )
-
     _init(tensor_model_parallel_size, pipeline_model_parallel_size, seed)
     results: dict[str, Any] = {}
     for name in bridges:
         spec = tiny_spec(name)
         model = build_tiny_model(spec.bridge_config, seed)
-        _set_gates(model, 0.5)
+        set_gates(model, 0.5)
         if model.protein_token_embeddings is not None:
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
@@ -99,7 +105,6 @@ def import_export_run(
     seed: int = 1234,
 ) -> None:
     """HF ProteinLLM folder -> megatron checkpoint (this layout) -> HF folder, per bridge."""
-    from protein_llm_nemo.conversion.protein_llm import export_protein_llm_checkpoint, import_protein_llm
 
     _init(tensor_model_parallel_size, pipeline_model_parallel_size, seed)
     for name, folder in folders.items():
@@ -114,18 +119,6 @@ LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
 def lora_export_run(rank: int, world_size: int, root: str, seed: int = 1234) -> dict[str, Any]:
     """TP=world_size `mlp` ProteinLLM with nonzero LoRA adapters: logits, a LoRA checkpoint, the export as base
     + PEFT adapter, the merged export from that checkpoint, then the merged export of the live model."""
-    from protein_llm_nemo.conversion.protein_llm import (
-        export_protein_llm,
-        export_protein_llm_checkpoint,
-        save_protein_llm_checkpoint,
-    )
-    from protein_llm_nemo.models.lora import LoRAConfig, apply_lora, lora_parameters
-    from protein_llm_nemo.models.protein_llm_check import (
-        build_tiny_model,
-        pipeline_logits,
-        tiny_batch,
-        to_portable,
-    )
 
     _init(world_size, 1, seed)
     spec = tiny_spec("mlp")
@@ -152,23 +145,12 @@ def tied_export_run(
     a live export (gated blocks and the output layer come from the last stage)."""
     import dataclasses
 
-    from protein_llm_nemo.conversion.protein_llm import export_protein_llm
-    from protein_llm_nemo.models.protein_llm import build_protein_llm
-    from protein_llm_nemo.models.protein_llm_check import (
-        TINY_TOKEN_IDS,
-        _set_gates,
-        pipeline_logits,
-        tiny_batch,
-        to_portable,
-    )
-    from protein_llm_nemo.runtime import seed_everything
-
     _init(1, pipeline_model_parallel_size, seed)
     spec = tiny_spec(name)
     spec.arch = dataclasses.replace(spec.arch, tie_word_embeddings=True)
     seed_everything(seed)
     model = build_protein_llm(spec.arch, spec.bridge_config, protein_token_ids=TINY_TOKEN_IDS).eval()
-    _set_gates(model, 0.5)
+    set_gates(model, 0.5)
     logits = pipeline_logits(model, tiny_batch(spec.bridge_config))
     export_protein_llm(model, spec, out, tokenizer=None)
     return to_portable(logits)
