@@ -1,19 +1,26 @@
 """Bridges: what carries frozen protein-encoder embeddings into the Qwen3 decoder.
 
-One registry, one file per bridge, a typed config each (the style of megatron-core's
-`MultimodalProjector` + config dataclasses):
+One registry, one file per bridge. A bridge is a `BridgeConfig` subclass registered with
+`@register_bridge(name)`; it owns every fact about its kind: whether it uses an encoder, splices slot
+vectors or cross-attends, which decoder layers get cross-attention blocks, its tiny test sizes and its
+CPU-preset sizes, and its math (`build_module`), written once against a layer factory:
 
     config = get_bridge_config("mlp", encoder_dim=1536)
-    bridge = config.build(language_config)          # a MegatronModule, or None for `text`
-    slots = bridge(embeddings, mask)                # [num_proteins, num_slots, hidden]
+    bridge = config.build(language_config)     # megatron-core modules (tensor-parallel), or None for `text`
+    twin = config.build_hf(hidden_size=4096)   # the same math on nn.Linear: what `transformers` loads
+    slots = bridge(embeddings, mask)           # [num_proteins, num_slots, hidden]
 
-| name      | what the LLM sees                                             | module                 |
-|-----------|---------------------------------------------------------------|------------------------|
-| text      | the raw sequence inside the prompt                           | none                   |
-| mlp       | 32 slot vectors: attention pooling -> MLP projector           | `MLPBridge`            |
-| perceiver | 32 slot vectors: Perceiver resampler -> projection            | `PerceiverBridge`      |
-| flamingo  | cross-attention context (64 latents) in gated x-attn layers   | `FlamingoResampler` +  |
-|           | inserted before every k-th decoder layer                      | `FlamingoTransformerLayer` |
+| name      | what the LLM sees                                             |
+|-----------|---------------------------------------------------------------|
+| text      | the raw sequence inside the prompt                           |
+| mlp       | 32 slot vectors: attention pooling -> MultimodalProjector     |
+| perceiver | 32 slot vectors: Perceiver resampler -> projection            |
+| flamingo  | cross-attention context (64 latents) in gated x-attn blocks  |
+|           | before every k-th decoder layer                               |
+
+Every top-level module of this package is imported when the registry is first read, so a new built-in
+bridge is one file here (plus its test). A bridge defined elsewhere registers when its module is imported;
+its exports record that module, so `transformers` can rebuild it.
 
 Every bridge LayerNorm-normalises the encoder output first (ESM3 returns pre-norm states) and takes the
 encoder's residue mask: no output depends on padding positions.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -37,12 +45,7 @@ __all__ = [
 ]
 
 _BRIDGES: dict[str, type[BridgeConfig]] = {}
-_BUILTIN_MODULES = (
-    "protein_llm_nemo.bridges.text",
-    "protein_llm_nemo.bridges.mlp",
-    "protein_llm_nemo.bridges.perceiver",
-    "protein_llm_nemo.bridges.flamingo",
-)
+_builtin_loaded = False
 
 C = TypeVar("C", bound="type[BridgeConfig]")
 
@@ -59,10 +62,13 @@ class BridgeConfig:
     """
 
     name: ClassVar[str] = ""
-    # Class-level facts of the bridge kind.
+    # Facts of the bridge kind.
     uses_encoder: ClassVar[bool] = True  # False: the sequence goes into the prompt as text
     splices: ClassVar[bool] = True  # True: outputs replace the slot embeddings in decoder_input
     cross_attention: ClassVar[bool] = False  # True: outputs are the decoder's cross-attention context
+    # Sizes for the tiny test models (hidden 64) and for the CPU recipe preset; real sizes are the defaults.
+    test_sizes: ClassVar[dict[str, Any]] = {}
+    cpu_sizes: ClassVar[dict[str, Any]] = {}
 
     encoder_dim: int = 1536
     num_slots: int = 32
@@ -75,15 +81,76 @@ class BridgeConfig:
         if self.num_slots < 0:
             raise ValueError(f"num_slots must be >= 0, got {self.num_slots}")
 
-    def build(self, language_config: Any) -> Any:
-        """The bridge module for a decoder with megatron `TransformerConfig` `language_config`."""
-        raise NotImplementedError
+    # -- the math, once -------------------------------------------------------------------------------
+    def build_module(self, layers: Any, hidden_size: int) -> Any:
+        """The bridge module built from `layers` (a `bridges.blocks.layers.LayerFactory`) for an LLM of
+        width `hidden_size`: `(embeddings [N, L, D], mask [N, L]) -> [N, slots, hidden]` (splicing) or
+        the cross-attention context `[N, latents, context_dim]`. None for bridges without a module."""
+        raise NotImplementedError(f"bridge {self.name!r} does not define build_module")
 
+    def build(self, language_config: Any) -> Any:
+        """The megatron-core module for a decoder with `TransformerConfig` `language_config`, initialised from
+        the bridge's private RNG stream (same weights at every TP layout)."""
+        if not self.uses_encoder:
+            return None
+        from protein_llm_nemo.bridges.blocks.megatron import MegatronLayers, isolated_rng
+
+        with isolated_rng(self.init_seed):
+            return self.build_module(MegatronLayers(language_config), language_config.hidden_size)
+
+    def build_hf(self, hidden_size: int) -> Any:
+        """The HF twin: the same module on plain torch layers (no megatron-core needed)."""
+        if not self.uses_encoder:
+            return None
+        from protein_llm_nemo.bridges.blocks.layers import TorchLayers
+
+        return self.build_module(TorchLayers(), hidden_size)
+
+    # -- cross-attending bridges ------------------------------------------------------------------------
+    @property
+    def context_dim(self) -> int:
+        """Width of the cross-attention context (cross-attending bridges)."""
+        return self.encoder_dim
+
+    @property
+    def max_residues(self) -> int | None:
+        """The longest protein the bridge accepts (None: no limit of its own)."""
+        return None
+
+    def cross_attention_layers(self, num_layers: int) -> list[int]:
+        """Global 0-based indices of the decoder layers preceded by a cross-attention block."""
+        return []
+
+    def cross_attention_block(
+        self, layers: Any, hidden_size: int, num_heads: int, head_dim: int, eps: float
+    ) -> Any:
+        """The block run before each of `cross_attention_layers` (cross-attending bridges)."""
+        raise NotImplementedError(f"bridge {self.name!r} has no cross-attention blocks")
+
+    def decoder_layer_spec(self, base_spec: Any) -> Any:
+        """The megatron decoder layer spec: `base_spec`, or a layer that runs the cross-attention blocks."""
+        if not self.cross_attention:
+            return base_spec
+        from protein_llm_nemo.bridges.blocks.flamingo_layer import flamingo_layer_spec
+
+        return flamingo_layer_spec(base_spec, self, init_seed=self.init_seed + 1)
+
+    # -- (de)serialisation --------------------------------------------------------------------------------
     def replace(self, **changes: Any) -> BridgeConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **dataclasses.asdict(self)}
+        """Every field, the name, and the module that registers the bridge (so a loader can import it)."""
+        return {"name": self.name, "module": type(self).__module__, **dataclasses.asdict(self)}
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> BridgeConfig:
+        """The config `to_dict` wrote (importing the bridge's module when it is not registered yet)."""
+        values = dict(values)
+        name, module = values.pop("name"), values.pop("module", None)
+        if module and name not in _BRIDGES:
+            importlib.import_module(module)
+        return get_bridge_config(name, **values)
 
 
 def register_bridge(name: str) -> Callable[[C], C]:
@@ -102,8 +169,14 @@ def register_bridge(name: str) -> Callable[[C], C]:
 
 
 def _load_builtin() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    """Import every top-level module of this package once (the built-in bridges register themselves)."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
+    for module in pkgutil.iter_modules(__path__):
+        if not module.ispkg and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
 def list_bridges() -> list[str]:

@@ -25,7 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_bridge_sizes(args: argparse.Namespace) -> int:
     from protein_llm_nemo.bridges.sizes import bridge_size_report, format_size_report
     from protein_llm_nemo.models.qwen3 import qwen3_preset
-    from protein_llm_nemo.runtime import ParallelConfig, destroy_distributed, initialize_distributed
 
     encoder_dim = args.encoder_dim
     if encoder_dim is None:
@@ -33,11 +32,7 @@ def run_bridge_sizes(args: argparse.Namespace) -> int:
 
         encoder_dim = get_encoder_config(args.encoder).embedding_dim
     arch = qwen3_preset(args.llm)
-    initialize_distributed(ParallelConfig(), backend="gloo")
-    try:
-        rows = bridge_size_report(encoder_dim, arch, args.bridge)
-    finally:
-        destroy_distributed()
+    rows = bridge_size_report(encoder_dim, arch, args.bridge)
     title = f"encoder {args.encoder} (d={encoder_dim}) -> Qwen3-{args.llm} (H={arch.hidden_size}, {arch.num_hidden_layers} layers)"
     print(format_size_report(rows, title))
     return 0

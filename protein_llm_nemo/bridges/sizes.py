@@ -2,20 +2,27 @@
 
     rows = bridge_size_report(encoder_dim=1536, arch=qwen3_preset("8b"))
 
-Modules are built exactly as training builds them (same classes, same configs) under
-`torch.device("meta")`, so the counts cannot drift from the code. Needs megatron's parallel groups
-(a single local rank is enough; `protein-llm bridge-sizes` starts one).
+Counted on each bridge's HF twin (the same `build_module` as training on plain torch layers, so no process
+group is needed); the tests check that the megatron modules hold exactly as many parameters at TP=1.
+Components are the bridge module's top-level parts, plus the cross-attention blocks and their gates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from protein_llm_nemo.bridges import BridgeConfig, get_bridge_config, list_bridges
 
-__all__ = ["REFERENCE_COUNTS", "SizeRow", "bridge_size_report", "format_size_report"]
+__all__ = [
+    "REFERENCE_COUNTS",
+    "SizeRow",
+    "bridge_parameter_count",
+    "bridge_size_report",
+    "format_size_report",
+]
 
 # The reference implementation's counts (ESM3-open 1536 -> Qwen3-8B 4096), in parameters.
 REFERENCE_COUNTS: dict[tuple[str, str], float] = {
@@ -39,48 +46,61 @@ class SizeRow:
         return self.parameters / self.reference - 1.0
 
 
-def _count(module: torch.nn.Module, prefix: str = "") -> int:
-    return sum(p.numel() for n, p in module.named_parameters() if n.startswith(prefix))
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
-def _components(name: str, config: BridgeConfig, language_config) -> list[tuple[str, int]]:
+def _build_on_meta(config: BridgeConfig, arch: Any) -> tuple[torch.nn.Module, torch.nn.Module | None, int]:
+    """The bridge's HF twin, one cross-attention block (or None) and the number of blocks, on meta."""
+    from protein_llm_nemo.bridges.blocks.layers import TorchLayers
+
+    with torch.device("meta"):
+        module = config.build_hf(arch.hidden_size)
+        layers = config.cross_attention_layers(arch.num_hidden_layers)
+        block = None
+        if layers:
+            block = config.cross_attention_block(
+                TorchLayers(), arch.hidden_size, arch.num_attention_heads, arch.head_dim, arch.rms_norm_eps
+            )
+    return module, block, len(layers)
+
+
+def _components(config: BridgeConfig, arch: Any) -> list[tuple[str, int]]:
     if not config.uses_encoder:
         return [("total", 0)]
-    module = config.build(language_config)
-    parts: list[tuple[str, int]] = []
-    if name == "mlp":
-        parts += [("input norm", _count(module, "input_norm.")), ("pooling", _count(module, "pooling."))]
-        parts += [("projector", _count(module, "projector."))]
-    elif name == "flamingo":
-        from protein_llm_nemo.bridges.cross_attention import GatedCrossAttention
-
-        block = GatedCrossAttention(language_config, config.context_dim, config.cross_attention_ffn_mult)
-        layers = config.cross_attention_layers(language_config.num_layers)
+    module, block, blocks = _build_on_meta(config, arch)
+    parts = [(name, _count(child)) for name, child in module.named_children() if _count(child)]
+    parts += [(name, p.numel()) for name, p in module.named_parameters(recurse=False)]
+    if block is not None:
         gates = sum(p.numel() for n, p in block.named_parameters() if n.endswith("_gate"))
-        parts += [("resampler", _count(module))]
-        parts += [(f"x-attn blocks ({len(layers)} x)", len(layers) * (_count(block) - gates))]
-        parts += [("gates", len(layers) * gates)]
-    parts.append(("total", sum(count for _, count in parts) if parts else _count(module)))
+        parts += [
+            (f"x-attn blocks ({blocks} x)", blocks * (_count(block) - gates)),
+            ("gates", blocks * gates),
+        ]
+    parts.append(("total", sum(count for _, count in parts)))
     return parts
 
 
 def bridge_size_report(
-    encoder_dim: int, arch, bridges: list[str] | None = None, **overrides
+    encoder_dim: int, arch: Any, bridges: list[str] | None = None, **overrides: Any
 ) -> list[SizeRow]:
     """One row per bridge component plus a `total` row per bridge (trainable parameters at TP=1)."""
-    from protein_llm_nemo.models.qwen3 import transformer_config
-
-    language_config = transformer_config(arch, tensor_model_parallel_size=1, pipeline_model_parallel_size=1)
     rows: list[SizeRow] = []
     for name in bridges or list_bridges():
         config = get_bridge_config(
             name, **({} if name == "text" else {"encoder_dim": encoder_dim}), **overrides
         )
-        with torch.device("meta"):
-            components = _components(name, config, language_config)
-        for component, count in components:
+        for component, count in _components(config, arch):
             rows.append(SizeRow(name, component, count, REFERENCE_COUNTS.get((name, component))))
     return rows
+
+
+def bridge_parameter_count(config: BridgeConfig, arch: Any) -> tuple[int, int, int]:
+    """`(bridge module, one cross-attention block, number of blocks)` trainable parameters at TP=1."""
+    if not config.uses_encoder:
+        return 0, 0, 0
+    module, block, blocks = _build_on_meta(config, arch)
+    return _count(module), (_count(block) if block is not None else 0), blocks
 
 
 def format_size_report(rows: list[SizeRow], title: str = "") -> str:

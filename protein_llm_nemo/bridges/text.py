@@ -20,7 +20,7 @@ class TextBridgeConfig(BridgeConfig):
     num_slots: int = 0
     normalize_input: bool = False
 
-    def build(self, language_config: Any) -> None:
+    def build_module(self, layers: Any, hidden_size: int) -> None:
         return None
 
     @staticmethod

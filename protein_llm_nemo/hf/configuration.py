@@ -9,17 +9,13 @@ from transformers.configuration_utils import SubConfigSpec
 
 __all__ = ["ProteinLLMConfig"]
 
-# Field values of each bridge that the HF modules need (the full megatron BridgeConfig dict is stored).
-_SPLICING = ("mlp", "perceiver")
-BRIDGES = ("text", "mlp", "perceiver", "flamingo")
-
 
 class ProteinLLMConfig(PreTrainedConfig):
     """Config of `ProteinLLMForCausalLM`.
 
     text_config:        the Qwen3 config of `language_model`.
-    bridge:             `text` | `mlp` | `perceiver` | `flamingo`.
-    bridge_config:      every field of the megatron `BridgeConfig` (`BridgeConfig.to_dict()`).
+    bridge:             a registered bridge name (`text` | `mlp` | `perceiver` | `flamingo` | a plug-in's).
+    bridge_config:      `BridgeConfig.to_dict()`: every field, and the module that registers the bridge.
     encoder:            registered encoder name (`esmc-300m`, ...) or a local path/hub id of its weights;
                         None for the text bridge (or when embeddings always come precomputed).
     encoder_config:     `EncoderConfig` field overrides applied on top of the registered one (e.g. weights).
@@ -43,13 +39,13 @@ class ProteinLLMConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        if self.bridge not in BRIDGES:
-            raise ValueError(f"unknown bridge {self.bridge!r}; choose one of {list(BRIDGES)}")
         self.bridge_config = dict(self.bridge_config or {"name": self.bridge})
         if self.bridge_config.get("name", self.bridge) != self.bridge:
             raise ValueError(
                 f"bridge_config is for {self.bridge_config.get('name')!r} but bridge is {self.bridge!r}"
             )
+        self.bridge_config["name"] = self.bridge
+        spec = self.bridge_spec  # validates the name and the fields
         if self.protein_token_ids is None:
             from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS
 
@@ -59,27 +55,31 @@ class ProteinLLMConfig(PreTrainedConfig):
             raise ValueError(
                 f"protein_token_ids needs 3 ids (start, embed, end), got {self.protein_token_ids}"
             )
-        if self.bridge != "text":
-            self.encoder_dim = int(self.encoder_dim or self.bridge_config.get("encoder_dim", 0))
-            self.num_slots = int(self.num_slots or self.bridge_config.get("num_slots", 0))
+        if spec.uses_encoder:
+            self.encoder_dim = int(self.encoder_dim or spec.encoder_dim)
+            self.num_slots = int(self.num_slots or spec.num_slots)
         # The Qwen3 tie flag lives in text_config; the wrapper itself ties nothing.
         self.tie_word_embeddings = False
 
     @property
+    def bridge_spec(self) -> Any:
+        """The registered `BridgeConfig` these fields describe (the bridge's facts and its HF twin)."""
+        from protein_llm_nemo.bridges import BridgeConfig
+
+        return BridgeConfig.from_dict(self.bridge_config)
+
+    @property
     def uses_encoder(self) -> bool:
-        return self.bridge != "text"
+        return self.bridge_spec.uses_encoder
 
     @property
     def splices(self) -> bool:
-        return self.bridge in _SPLICING
+        return self.bridge_spec.splices
 
     @property
     def cross_attention(self) -> bool:
-        return self.bridge == "flamingo"
+        return self.bridge_spec.cross_attention
 
     def cross_attention_layers(self) -> list[int]:
-        """0-based decoder layers preceded by a gated cross-attention block (megatron's rule)."""
-        if not self.cross_attention:
-            return []
-        every = int(self.bridge_config["cross_attention_every"])
-        return [i for i in range(self.text_config.num_hidden_layers) if (i + 1) % every == 0]
+        """0-based decoder layers preceded by a cross-attention block (the bridge's rule)."""
+        return self.bridge_spec.cross_attention_layers(self.text_config.num_hidden_layers)

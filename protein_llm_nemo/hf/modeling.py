@@ -6,10 +6,12 @@
 
 Layout (state-dict names mirror the megatron `ProteinLLMModel`, gathered over tensor parallelism):
 - `language_model`: a stock `Qwen3ForCausalLM` (names `language_model.model.*`, `language_model.lm_head.*`);
-- `bridge`: the bridge's plain-torch twin (`hf/modules.py`), same parameter names as the megatron bridge;
+- `bridge`: the bridge's twin (`BridgeConfig.build_hf`: the same module code on `nn.Linear`), same parameter
+  names as the megatron bridge;
 - `protein_token_embeddings`: the trainable rows of `<|protein_start|>`, `<|protein_embed|>`,
   `<|protein_end|>` that override the LLM's own rows (embedding bridges);
-- `gated_cross_attention.{i}` (flamingo): the tanh-gated block run before decoder layer `i`, attached to
+- `gated_cross_attention.{i}` (cross-attending bridges such as flamingo): the bridge's block run before
+  decoder layer `i`, attached to
   the Qwen3 layer by a forward pre-hook, so the Qwen3 decoder stays the stock one. Its context (the
   resampler's latents of the sample's proteins) is fixed per sample and independent of the tokens, so the
   KV cache of the self-attention works unchanged during generation: `generate` computes it once.
@@ -25,9 +27,15 @@ import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel, Qwen3ForCausalLM
 
-from protein_llm_nemo.bridges.inputs import latents_by_sample, protein_counts
+from protein_llm_nemo.bridges.blocks.gated_cross_attention import GATE_PARAMETER_NAMES
+from protein_llm_nemo.bridges.blocks.inputs import (
+    cross_attention_context,
+    embed_protein_tokens,
+    protein_counts,
+    resolve_protein_inputs,
+)
+from protein_llm_nemo.bridges.blocks.layers import TorchLayers
 from protein_llm_nemo.hf.configuration import ProteinLLMConfig
-from protein_llm_nemo.hf.modules import GatedCrossAttention, build_bridge
 
 __all__ = ["ProteinLLMForCausalLM", "ProteinLLMPreTrainedModel"]
 
@@ -55,12 +63,11 @@ class ProteinLLMPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, GatedCrossAttention):
-            nn.init.zeros_(module.attn_gate)
-            nn.init.zeros_(module.ffn_gate)
-        for name in ("queries", "latents", "positions"):
-            param = module._parameters.get(name)
-            if param is not None:
+        ours = not type(module).__module__.startswith("transformers")
+        for name, param in module.named_parameters(recurse=False) if ours else ():
+            if name in GATE_PARAMETER_NAMES:
+                nn.init.zeros_(param)  # gates start closed: the model starts as the plain LLM
+            elif name not in ("weight", "bias"):  # learned queries, latents, positions
                 nn.init.normal_(param, std=0.02)
         if hasattr(super(), "_init_weights") and type(module).__module__.startswith("transformers"):
             super()._init_weights(module)
@@ -75,26 +82,26 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
                 "language_model.lm_head.weight": "language_model.model.embed_tokens.weight"
             }
         self.language_model = Qwen3ForCausalLM(text)
-        self.bridge = build_bridge(config.bridge, config.bridge_config, text.hidden_size)
-        self.protein_token_embeddings = nn.Embedding(3, text.hidden_size) if config.uses_encoder else None
+        self.bridge_spec = spec = config.bridge_spec
+        self.bridge = spec.build_hf(text.hidden_size)
+        self.protein_token_embeddings = nn.Embedding(3, text.hidden_size) if spec.uses_encoder else None
         self.gated_cross_attention = None
         self._cross_attention_state: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        if config.cross_attention:
-            c = config.bridge_config
+        layers = config.cross_attention_layers()
+        if layers:
             self.gated_cross_attention = nn.ModuleDict(
                 {
-                    str(i): GatedCrossAttention(
+                    str(i): spec.cross_attention_block(
+                        TorchLayers(),
                         text.hidden_size,
-                        config.encoder_dim,
                         text.num_attention_heads,
                         text.head_dim,
-                        int(c["cross_attention_ffn_mult"]),
                         text.rms_norm_eps,
                     )
-                    for i in config.cross_attention_layers()
+                    for i in layers
                 }
             )
-            for i in config.cross_attention_layers():
+            for i in layers:
                 self.language_model.model.layers[i].register_forward_pre_hook(
                     self._gated_block_hook(i), with_kwargs=True
                 )
@@ -175,42 +182,31 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
         prefill: bool = True,
     ) -> torch.Tensor:
         """`inputs_embeds [B, S, H]`: word embeddings, boundary-token rows, bridge vectors at the slots."""
-        ids = self.protein_token_ids
-        words = self.get_input_embeddings()(input_ids)
-        if self.protein_token_embeddings is not None:
-            table = self.protein_token_embeddings.weight.to(words.dtype)
-            for row, token_id in enumerate(ids.all):
-                words = torch.where((input_ids == token_id).unsqueeze(-1), table[row], words)
-        if not self.config.splices:
-            return words
-        if protein_embeddings is None:
-            if prefill and bool((input_ids == ids.embed).any()):
-                raise ValueError("input_ids hold protein slots but no protein embeddings were given")
-            return words
-        from protein_llm_nemo.tokenizer import protein_slot_index
-
-        slot_vectors = self.bridge(protein_embeddings, protein_mask)
-        rows, cols = protein_slot_index(input_ids, ids, self.config.num_slots)
-        if rows.numel() != slot_vectors.shape[0] * slot_vectors.shape[1]:
-            raise ValueError(
-                f"input_ids hold {rows.numel() // max(self.config.num_slots, 1)} proteins but "
-                f"{slot_vectors.shape[0]} protein embeddings were given"
-            )
-        return words.index_put((rows, cols), slot_vectors.reshape(-1, words.shape[-1]).to(words.dtype))
+        spec = self.bridge_spec
+        slot_vectors = None
+        if spec.splices and protein_embeddings is not None:
+            slot_vectors = self.bridge(protein_embeddings, protein_mask)
+        table = None if self.protein_token_embeddings is None else self.protein_token_embeddings.weight
+        return embed_protein_tokens(
+            self.get_input_embeddings()(input_ids),
+            input_ids,
+            self.protein_token_ids,
+            table,
+            slot_vectors,
+            spec.num_slots if spec.splices else 0,
+            require_slot_vectors=prefill,
+        )
 
     def cross_attention_context(
         self, input_ids: torch.Tensor, embeddings: torch.Tensor | None, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Flamingo context `[B, P_max * Q, D]` and its mask `[B, P_max * Q]` (True = ignore): each sample
-        sees the latents of its own proteins (counted by `<|protein_start|>` in its row)."""
-        counts = protein_counts(input_ids, self.protein_token_ids.start, embeddings)
+        """The cross-attention context `[B, C, D]` of the bridge's latents and its mask `[B, C]` (True =
+        ignore): each sample sees the latents of its own proteins."""
         if embeddings is None:
+            protein_counts(input_ids, self.protein_token_ids.start, None)  # no proteins may be expected
             return None, None
         latents = self.bridge(embeddings, mask)  # [N, Q, D]
-        context, present, _, _ = latents_by_sample(latents, counts)
-        batch, most, num_latents, width = context.shape
-        ignore = ~present.unsqueeze(-1).expand(batch, most, num_latents).reshape(batch, -1)
-        return context.reshape(batch, most * num_latents, width), ignore
+        return cross_attention_context(latents, input_ids, self.protein_token_ids.start)
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(
@@ -236,19 +232,16 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
         row-major order (or `protein_sequences`, encoded with the referenced encoder). Flamingo also takes a
         precomputed `cross_attention_context [B, C, D]` + `cross_attention_mask [B, C]` (what `generate`
         passes at every step)."""
-        if protein_sequences is not None:
-            if protein_embeddings is not None:
-                raise ValueError("pass either protein_sequences or protein_embeddings, not both")
-            protein_embeddings, protein_mask = self.encode_proteins(protein_sequences)
-        if protein_embeddings is not None and not self.config.uses_encoder:
-            raise ValueError("the 'text' bridge takes no protein embeddings")
+        protein_embeddings, protein_mask = resolve_protein_inputs(
+            protein_sequences, protein_embeddings, protein_mask, self.encode_proteins, self.bridge_spec
+        )
         prefill = past_key_values is None or past_key_values.get_seq_length() == 0
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids (or inputs_embeds)")
             inputs_embeds = self.embed_inputs(input_ids, protein_embeddings, protein_mask, prefill)
         needs_context = cross_attention_context is None and input_ids is not None
-        if self.config.cross_attention and needs_context and (protein_embeddings is not None or prefill):
+        if self.bridge_spec.cross_attention and needs_context and (protein_embeddings is not None or prefill):
             cross_attention_context, cross_attention_mask = self.cross_attention_context(
                 input_ids, protein_embeddings, protein_mask
             )
@@ -283,14 +276,11 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
 
         Splicing bridges run once on the prompt (its embeddings become the prefill's `inputs_embeds`);
         flamingo's cross-attention context is computed once and passed to every decoding step."""
-        if protein_sequences is not None:
-            if protein_embeddings is not None:
-                raise ValueError("pass either protein_sequences or protein_embeddings, not both")
-            protein_embeddings, protein_mask = self.encode_proteins(protein_sequences)
-        if protein_embeddings is not None and not self.config.uses_encoder:
-            raise ValueError("the 'text' bridge takes no protein embeddings")
-        if input_ids is not None and self.config.uses_encoder and "inputs_embeds" not in kwargs:
-            if self.config.cross_attention:
+        protein_embeddings, protein_mask = resolve_protein_inputs(
+            protein_sequences, protein_embeddings, protein_mask, self.encode_proteins, self.bridge_spec
+        )
+        if input_ids is not None and self.bridge_spec.uses_encoder and "inputs_embeds" not in kwargs:
+            if self.bridge_spec.cross_attention:
                 context, mask = self.cross_attention_context(input_ids, protein_embeddings, protein_mask)
                 if context is not None:
                     kwargs.update(cross_attention_context=context, cross_attention_mask=mask)

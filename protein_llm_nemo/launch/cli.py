@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("recipe", help="a recipe file (recipes/sft.py, recipes/ssl.py)")
     parser.add_argument("--preset", default=None, help="recipe preset (default tiny-cpu); --list-presets")
-    parser.add_argument("--bridge", default=None, help="text | mlp | perceiver | flamingo (SFT; default mlp)")
+    parser.add_argument(
+        "--bridge",
+        default=None,
+        help="a registered bridge: text | mlp | perceiver | flamingo | ... (SFT; default mlp)",
+    )
     parser.add_argument(
         "--executor", default=None, choices=EXECUTOR_NAMES, help="where to run (default local)"
     )

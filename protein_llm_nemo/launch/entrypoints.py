@@ -122,10 +122,6 @@ def ssl(
     return run_ssl(_assemble(SSLConfig, sections))
 
 
-def section_names(config_cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_cls)]
-
-
 for _entry in (sft, ssl):
     _entry.__annotations__.update(
         {name: _for_nemo_run(hint) for name, hint in typing.get_type_hints(_entry).items()}

@@ -17,38 +17,32 @@ The arithmetic (bytes per GPU, the most loaded pipeline stage, bf16 weights, meg
   logits + loss   s*b*V/TP * 6 bytes (bf16 logits + fp32 softmax / gradient), last stage
   encoder         the frozen protein encoder in bf16 (ESM3-open 1.4B = 2.8 GB), 0 with `encoder.cache_dir`
   reserve         5 GiB: CUDA context, NCCL buffers, allocator fragmentation
-Parameter counts come from `Qwen3Arch.num_parameters()` and the bridge sizes of `protein-llm bridge-sizes`
-(ESM3-open d=1536; `tests/launch` checks these constants against `bridge_size_report`).
+Parameter counts come from `Qwen3Arch.num_parameters()` and each bridge's own modules counted on the meta
+device (`bridges.sizes.bridge_parameter_count`, what `protein-llm bridge-sizes` prints), at the preset
+encoder's width; cross-attending bridges add one activation layer per block they insert.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
+
+from protein_llm_nemo.bridges import get_bridge_config, get_bridge_config_class, list_bridges
 
 __all__ = [
-    "BRIDGES",
-    "BRIDGE_TRAINABLE",
     "ENCODER_PARAMS",
     "H100_MEMORY_GIB",
     "PRESETS",
     "MemoryEstimate",
+    "bridge_trainable_parameters",
     "RecipePreset",
     "format_presets",
     "get_preset",
     "memory_per_gpu",
 ]
 
-BRIDGES: tuple[str, ...] = ("text", "mlp", "perceiver", "flamingo")
 H100_MEMORY_GIB = 80.0
 GIB = 1024**3
-
-# Trainable bridge parameters at real shapes, ESM3-open (d=1536) -> Qwen3 (`protein-llm bridge-sizes --llm X`).
-BRIDGE_TRAINABLE: dict[str, dict[str, int]] = {
-    "4b": {"text": 0, "mlp": 30_477_824, "perceiver": 29_440_512, "flamingo": 1_239_733_266},
-    "8b": {"text": 0, "mlp": 38_343_680, "perceiver": 31_014_912, "flamingo": 2_457_185_298},
-}
-# Flamingo inserts a gated cross-attention block before every 4th decoder layer (36 layers -> 9 blocks).
-FLAMINGO_BLOCKS = {"4b": 9, "8b": 9}
 ENCODER_PARAMS = {"esm3-open": 1_400_000_000, "esmc-tiny": 0}
 
 
@@ -56,9 +50,9 @@ ENCODER_PARAMS = {"esm3-open": 1_400_000_000, "esmc-tiny": 0}
 class RecipePreset:
     """One launch shape. `nodes` x `gpus_per_node` ranks; DP = ranks / (TP x PP).
 
-    micro_batch_size is per bridge where the bridge changes the memory (flamingo's cross-attention blocks
-    and 1.2-2.5B trainable parameters); recompute is "none" | "selective" | "full" (megatron's
-    `recompute_granularity`)."""
+    `micro_batch_size` applies to every bridge but those in `micro_batch_size_by_bridge`, where a bridge
+    changes the memory (flamingo's cross-attention blocks and 1.2-2.5B trainable parameters); recompute is
+    "none" | "selective" | "full" (megatron's `recompute_granularity`)."""
 
     name: str
     description: str
@@ -70,7 +64,8 @@ class RecipePreset:
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
     seq_length: int = 64
-    micro_batch_size: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BRIDGES, 1))
+    micro_batch_size: int = 1
+    micro_batch_size_by_bridge: dict[str, int] = field(default_factory=dict)
     global_batch_size: int = 4
     recompute: str = "none"
     params_dtype: str = "float32"
@@ -90,13 +85,13 @@ class RecipePreset:
         return self.world_size // (self.tensor_model_parallel_size * self.pipeline_model_parallel_size)
 
     def micro_batch(self, bridge: str) -> int:
-        return self.micro_batch_size[bridge]
+        return self.micro_batch_size_by_bridge.get(bridge, self.micro_batch_size)
 
     def gradient_accumulation(self, bridge: str) -> int:
         return self.global_batch_size // (self.micro_batch(bridge) * self.data_parallel_size)
 
 
-def _h100(name: str, llm: str, nodes: int, tp: int, pp: int, micro: dict[str, int], **kw) -> RecipePreset:
+def _h100(name: str, llm: str, nodes: int, tp: int, pp: int, micro: int, **kw) -> RecipePreset:
     return RecipePreset(
         name=name,
         llm=llm,
@@ -108,6 +103,7 @@ def _h100(name: str, llm: str, nodes: int, tp: int, pp: int, micro: dict[str, in
         pipeline_model_parallel_size=pp,
         seq_length=4096,
         micro_batch_size=micro,
+        micro_batch_size_by_bridge=dict(_MICRO_BY_BRIDGE),
         global_batch_size=128,
         params_dtype="bfloat16",
         lora_rank=16,
@@ -118,7 +114,8 @@ def _h100(name: str, llm: str, nodes: int, tp: int, pp: int, micro: dict[str, in
     )
 
 
-_MICRO_2 = {"text": 2, "mlp": 2, "perceiver": 2, "flamingo": 1}
+# flamingo's cross-attention blocks add a layer's activations per block: half the micro-batch
+_MICRO_BY_BRIDGE = {"flamingo": 1}
 
 PRESETS: dict[str, RecipePreset] = {
     # CPU, one process: tiny Qwen3 (2 layers, H=64, the real 151,936-token vocabulary) + the tiny ESM C
@@ -131,7 +128,7 @@ PRESETS: dict[str, RecipePreset] = {
         encoder="esmc-tiny",
         device="cpu",
         seq_length=256,
-        micro_batch_size=dict.fromkeys(BRIDGES, 2),
+        micro_batch_size=2,
         global_batch_size=4,
         max_steps=20,
         warmup_steps=2,
@@ -150,7 +147,7 @@ PRESETS: dict[str, RecipePreset] = {
         nodes=1,
         tp=1,
         pp=1,
-        micro=_MICRO_2,
+        micro=2,
         description="Qwen3-4B LoRA SFT, 1 node x 8 H100: TP=1 PP=1 DP=8",
     ),
     # Qwen3-4B, 2 nodes: TP=1 PP=1 DP=16 (same per-GPU memory as 1 node; the distributed optimizer shards
@@ -161,7 +158,7 @@ PRESETS: dict[str, RecipePreset] = {
         nodes=2,
         tp=1,
         pp=1,
-        micro=_MICRO_2,
+        micro=2,
         description="Qwen3-4B LoRA SFT, 2 nodes x 8 H100: TP=1 PP=1 DP=16",
     ),
     # Qwen3-8B (8.19B, untied), 1 node: TP=2 PP=1 DP=4. TP=1 would need ~16 GiB of weights + 2.46B flamingo
@@ -176,7 +173,7 @@ PRESETS: dict[str, RecipePreset] = {
         nodes=1,
         tp=2,
         pp=1,
-        micro=_MICRO_2,
+        micro=2,
         description="Qwen3-8B LoRA SFT, 1 node x 8 H100: TP=2 PP=1 DP=4",
     ),
     # Qwen3-8B, 2 nodes: TP=2 (inside a node) PP=2 (across nodes: one activation send per micro-batch
@@ -190,7 +187,7 @@ PRESETS: dict[str, RecipePreset] = {
         nodes=2,
         tp=2,
         pp=2,
-        micro=_MICRO_2,
+        micro=2,
         description="Qwen3-8B LoRA SFT, 2 nodes x 8 H100: TP=2 PP=2 DP=4",
     ),
 }
@@ -238,12 +235,23 @@ def lora_parameters(arch, rank: int) -> int:
     return arch.num_hidden_layers * per_layer
 
 
+@cache
+def bridge_trainable_parameters(llm: str, encoder: str, bridge: str) -> tuple[int, int, int]:
+    """`(bridge module, one cross-attention block, number of blocks)` parameters of `bridge` at real size."""
+    from protein_llm_nemo.bridges.sizes import bridge_parameter_count
+    from protein_llm_nemo.encoders import get_encoder_config
+    from protein_llm_nemo.models.qwen3 import qwen3_preset
+
+    fields = {"encoder_dim": get_encoder_config(encoder).embedding_dim}
+    config = get_bridge_config(bridge, **(fields if get_bridge_config_class(bridge).uses_encoder else {}))
+    return bridge_parameter_count(config, qwen3_preset(llm))
+
+
 def memory_per_gpu(preset: RecipePreset, bridge: str) -> MemoryEstimate:
     """The arithmetic of the module docstring for `preset` with `bridge` (GPU presets)."""
     from protein_llm_nemo.models.qwen3 import qwen3_preset
 
-    if bridge not in BRIDGES:
-        raise ValueError(f"unknown bridge {bridge!r}; choose one of {list(BRIDGES)}")
+    uses_encoder = get_bridge_config_class(bridge).uses_encoder  # also rejects unknown bridges
     arch = qwen3_preset(preset.llm)
     tp, pp = preset.tensor_model_parallel_size, preset.pipeline_model_parallel_size
     dp = preset.data_parallel_size
@@ -254,11 +262,9 @@ def memory_per_gpu(preset: RecipePreset, bridge: str) -> MemoryEstimate:
     # The first stage: L/PP layers + the input embedding (the last stage's output layer is the same size).
     frozen = 2.0 * (layer_params * layers / pp + embedding) / tp
     bytes_per_trainable = (6.0 + 12.0 / dp) if preset.use_distributed_optimizer else 18.0
-    bridge_params = BRIDGE_TRAINABLE.get(preset.llm, {}).get(bridge, 0)
-    blocks = FLAMINGO_BLOCKS.get(preset.llm, 0) if bridge == "flamingo" else 0
-    if bridge == "flamingo" and pp > 1:  # gated blocks split over stages; the resampler is on every stage
-        resampler = 229_834_752
-        bridge_params = resampler + (bridge_params - resampler) * -(-blocks // pp) / blocks
+    module, block, blocks = bridge_trainable_parameters(preset.llm, preset.encoder, bridge)
+    # Cross-attention blocks split over the stages; a cross-attending bridge's module sits on every stage.
+    bridge_params = module + block * -(-blocks // pp)
     lora = lora_parameters(arch, preset.lora_rank) / pp if preset.lora_rank else 0
     trainable = (bridge_params + lora) / tp * bytes_per_trainable
     per_layer = s * b * h * (10 + 24 / tp)
@@ -267,7 +273,7 @@ def memory_per_gpu(preset: RecipePreset, bridge: str) -> MemoryEstimate:
     else:
         activations = per_layer * (layers + blocks)
     logits = s * b * v / tp * 6.0
-    encoder = 2.0 * ENCODER_PARAMS.get(preset.encoder, 0) if bridge != "text" else 0.0
+    encoder = 2.0 * ENCODER_PARAMS.get(preset.encoder, 0) if uses_encoder else 0.0
     return MemoryEstimate(frozen, trainable, activations, logits, encoder, 5.0 * GIB)
 
 
@@ -281,7 +287,7 @@ def format_presets() -> str:
             f"{preset.name:<16} {preset.description}; seq {preset.seq_length}, global batch "
             f"{preset.global_batch_size}, recompute {preset.recompute}, LoRA r={preset.lora_rank}"
         )
-        for bridge in BRIDGES:
+        for bridge in list_bridges():
             est = memory_per_gpu(preset, bridge).gib()
             lines.append(
                 f"{'':<18}{bridge:<10} micro {preset.micro_batch(bridge)} x DP {preset.data_parallel_size} "

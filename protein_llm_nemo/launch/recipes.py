@@ -7,17 +7,16 @@ typed config dataclasses with `run.Config`.
 
 `recipes/sft.py` and `recipes/ssl.py` hand these to `run.cli.main` as the default factory, so NeMo-Run's
 own CLI and the `nemo-run` front end configure the same object. Importing this module registers one
-NeMo-Run factory per bridge (`bridge=flamingo` on either command line).
+NeMo-Run factory per registered bridge (`bridge=flamingo` on either command line).
 
 No annotations are postponed here: NeMo-Run evaluates a factory's return annotation to register it.
 """
 
-import dataclasses
-
 import nemo_run as run
 
+from protein_llm_nemo.bridges import get_bridge_config_class, list_bridges
 from protein_llm_nemo.launch import entrypoints
-from protein_llm_nemo.launch.presets import BRIDGES, RecipePreset, get_preset
+from protein_llm_nemo.launch.presets import RecipePreset, get_preset
 from protein_llm_nemo.training.config import (
     BridgeSelection,
     CheckpointConfig,
@@ -32,25 +31,7 @@ from protein_llm_nemo.training.config import (
     TrainConfig,
 )
 
-__all__ = [
-    "CPU_BRIDGE_OVERRIDES",
-    "DATA",
-    "bridge_config",
-    "flamingo",
-    "mlp",
-    "perceiver",
-    "sft_recipe",
-    "ssl_recipe",
-    "text",
-]
-
-# Bridge sizes for the CPU preset (tiny LLM, H=64): the registry defaults are sized for real models.
-CPU_BRIDGE_OVERRIDES: dict[str, dict] = {
-    "text": {},
-    "mlp": {"num_slots": 8, "num_heads": 4, "projector_hidden_size": 128},
-    "perceiver": {"num_slots": 8, "latent_dim": 64, "num_layers": 1, "num_heads": 4, "ffn_hidden_size": 128},
-    "flamingo": {"num_latents": 16, "num_layers": 1, "num_heads": 4, "cross_attention_every": 1},
-}
+__all__ = ["DATA", "bridge_config", "register_bridge_factories", "sft_recipe", "ssl_recipe"]
 
 # Where each preset reads its records (relative to the working directory; override with data.train_path=).
 # The CPU default is what `scripts/demo.sh` builds under outputs/ (git-ignored): the demo GO set
@@ -64,38 +45,28 @@ DATA: dict[str, dict[str, str | None]] = {
 RUNS = "runs"  # checkpoints and logs (git-ignored): runs/<stage>-<bridge>-<preset>/
 
 
-def _check_bridge(name: str) -> str:
-    if name not in BRIDGES:
-        raise ValueError(f"unknown bridge {name!r}; choose one of {list(BRIDGES)}")
-    return name
-
-
 def bridge_config(name: str, preset: RecipePreset | None = None) -> run.Config[BridgeSelection]:
-    """`run.Config(BridgeSelection)` of bridge `name`, with the CPU sizes on a CPU preset."""
-    overrides = dict(CPU_BRIDGE_OVERRIDES[_check_bridge(name)]) if preset and preset.device == "cpu" else {}
+    """`run.Config(BridgeSelection)` of bridge `name`, at the bridge's CPU sizes on a CPU preset (the
+    registry defaults are sized for real models)."""
+    cls = get_bridge_config_class(name)  # rejects unknown names
+    overrides = dict(cls.cpu_sizes) if preset and preset.device == "cpu" else {}
     return run.Config(BridgeSelection, name=name, overrides=overrides)
 
 
-# `bridge=<name>` on NeMo-Run's CLI: one factory per bridge, registered for BridgeSelection (real-size
-# bridges; the `nemo-run` front end's --bridge also applies the preset's CPU sizes).
-@run.cli.factory
-def text() -> run.Config[BridgeSelection]:
-    return bridge_config("text")
+def register_bridge_factories() -> list[str]:
+    """`bridge=<name>` on NeMo-Run's CLI: one factory per registered bridge (real-size bridges; the
+    `nemo-run` front end's --bridge also applies the preset's CPU sizes). Returns the names registered."""
+    for name in list_bridges():
+
+        def factory(name: str = name) -> run.Config[BridgeSelection]:
+            return bridge_config(name)
+
+        factory.__name__ = factory.__qualname__ = name
+        run.cli.factory(name=name)(factory)
+    return list_bridges()
 
 
-@run.cli.factory
-def mlp() -> run.Config[BridgeSelection]:
-    return bridge_config("mlp")
-
-
-@run.cli.factory
-def perceiver() -> run.Config[BridgeSelection]:
-    return bridge_config("perceiver")
-
-
-@run.cli.factory
-def flamingo() -> run.Config[BridgeSelection]:
-    return bridge_config("flamingo")
+register_bridge_factories()
 
 
 def _common(preset: RecipePreset, stage: str, bridge: str | None) -> dict:
@@ -167,7 +138,7 @@ def sft_recipe(
     starts from a random tiny LLM unless one of the two is given.
     """
     shape = get_preset(preset)
-    _check_bridge(bridge)
+    get_bridge_config_class(bridge)  # an unknown bridge fails here, before anything is built
     sections = _common(shape, "sft", bridge)
     if shape.device != "cpu" and not (init_from or language_model_from):
         language_model_from = f"{RUNS}/qwen3-{shape.llm}-megatron"
@@ -186,18 +157,9 @@ def ssl_recipe(
     shape = get_preset(preset)
     sections = _common(shape, "ssl", None)
     sections["data"].packing = False
+    # SSL reads megatron .bin/.idx files: JSONL records are tokenized once into the run's folder
+    sections["data"].cache_dir = f"{sections['checkpoint'].dir}/indexed"
     if shape.device != "cpu" and not language_model_from:
         language_model_from = f"{RUNS}/qwen3-{shape.llm}-megatron"
     sections["checkpoint"].load_language_model_from = language_model_from
     return run.Partial(entrypoints.ssl, **sections)
-
-
-def recipe_sections(partial: run.Partial) -> list[str]:
-    """The top-level keys a `key=value` override may start with."""
-    import inspect
-
-    return list(inspect.signature(partial.__fn_or_cls__).parameters)
-
-
-def preset_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(RecipePreset)]

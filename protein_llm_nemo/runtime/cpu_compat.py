@@ -133,10 +133,6 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def is_applied() -> bool:
-    return _applied
-
-
 def apply_cpu_compat() -> bool:
     """Install the CPU redirections once. Returns True when they are active in this process."""
     global _applied, _mode
@@ -152,13 +148,3 @@ def apply_cpu_compat() -> bool:
         _mode.__enter__()  # stays active for the life of the process (this thread)
         _applied = True
     return True
-
-
-@contextlib.contextmanager
-def cpu_device_redirect() -> Iterator[None]:
-    """Enter the device redirect in a thread other than the one that applied the compat layer."""
-    if not _applied:
-        yield
-        return
-    with _CudaToCpuMode():
-        yield

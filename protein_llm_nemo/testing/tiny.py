@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from protein_llm_nemo.bridges import BridgeConfig, get_bridge_config
+from protein_llm_nemo.bridges import BridgeConfig, get_bridge_config, get_bridge_config_class, list_bridges
 from protein_llm_nemo.tokenizer import ProteinTokenIds
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "TINY_ENCODER_DIM",
     "TINY_TOKEN_IDS",
     "build_tiny_model",
+    "built_in_bridges",
     "from_portable",
     "set_gates",
     "tiny_arch",
@@ -38,15 +39,19 @@ def tiny_arch():
     return dataclasses.replace(qwen3_preset("tiny"), vocab_size=1024)
 
 
+def built_in_bridges() -> list[str]:
+    """The bridges this package defines (`protein_llm_nemo/bridges/<name>.py`), not plug-ins a test may
+    have registered in this process: what parametrised tests iterate, so a new built-in bridge file is
+    covered by every one of them."""
+    names = list_bridges()
+    return [n for n in names if get_bridge_config_class(n).__module__.startswith("protein_llm_nemo.bridges.")]
+
+
 def tiny_bridge_config(name: str, **overrides: Any) -> BridgeConfig:
-    sizes: dict[str, dict[str, Any]] = {
-        "text": {},
-        "mlp": dict(num_slots=4, num_heads=4, projector_hidden_size=48),
-        "perceiver": dict(num_slots=4, latent_dim=24, num_heads=4, ffn_hidden_size=40, num_layers=2),
-        "flamingo": dict(num_latents=4, num_layers=2, num_heads=4, ffn_mult=2, cross_attention_every=1),
-    }
-    values = dict(sizes[name])
-    if name != "text":
+    """Bridge `name` at its registered test sizes (`BridgeConfig.test_sizes`) for the tiny encoder."""
+    cls = get_bridge_config_class(name)
+    values = dict(cls.test_sizes)
+    if cls.uses_encoder:
         values["encoder_dim"] = TINY_ENCODER_DIM
     values.update(overrides)
     return get_bridge_config(name, **values)

@@ -24,8 +24,9 @@ ENCODER_BRIDGES = ["mlp", "perceiver", "flamingo"]
 # -- registry and configs (no process group needed) ------------------------------------------------------
 
 
-def test_registry_lists_the_four_bridges():
-    assert list_bridges() == ["flamingo", "mlp", "perceiver", "text"]
+def test_registry_lists_the_four_built_in_bridges():
+    # other test modules may register plug-in bridges in this process; the built-ins are always there
+    assert {"flamingo", "mlp", "perceiver", "text"} <= set(list_bridges())
 
 
 def test_configs_carry_the_reference_defaults():
@@ -42,8 +43,8 @@ def test_configs_carry_the_reference_defaults():
 
 
 def test_registry_errors_are_clear():
-    with pytest.raises(ValueError, match="unknown bridge 'linear'"):
-        get_bridge_config("linear")
+    with pytest.raises(ValueError, match="unknown bridge 'no-such-bridge'"):
+        get_bridge_config("no-such-bridge")
     with pytest.raises(ValueError, match=r"has no fields \['latents'\]"):
         get_bridge_config("mlp", latents=3)
     with pytest.raises(ValueError, match="already registered"):
@@ -111,7 +112,43 @@ def _module_body(rank: int, world_size: int) -> dict:
     except ValueError as error:
         out["flamingo_too_long"] = str(error)
     out["hidden_size"] = language_config.hidden_size
+    out.update(_twin_checks(language_config, embeddings, mask))
     return to_portable(out)
+
+
+def _twin_checks(language_config, embeddings, mask) -> dict:
+    """The megatron module and the HF twin are one piece of code: same names and shapes, and the twin
+    holding the megatron weights gives the same outputs (TP=1)."""
+    from protein_llm_nemo.bridges.blocks.layers import TorchLayers
+    from protein_llm_nemo.bridges.blocks.megatron import MegatronLayers
+
+    out = {}
+    hidden = language_config.hidden_size
+    for name in ENCODER_BRIDGES:
+        config = tiny_bridge_config(name)
+        megatron, twin = config.build(language_config).eval(), config.build_hf(hidden).eval()
+        weights = dict(megatron.named_parameters())  # megatron's state also holds empty `_extra_state`s
+        shapes = {n: tuple(p.shape) for n, p in weights.items()}
+        out[f"{name}_twin_shapes_equal"] = shapes == {n: tuple(p.shape) for n, p in twin.state_dict().items()}
+        twin.load_state_dict(weights)
+        with torch.no_grad():
+            out[f"{name}_twin_diff"] = float((megatron(embeddings, mask) - twin(embeddings, mask)).abs().max())
+    flamingo = tiny_bridge_config("flamingo")
+    args = (hidden, language_config.num_attention_heads, language_config.kv_channels, 1e-6)
+    block = flamingo.cross_attention_block(MegatronLayers(language_config), *args).eval()
+    twin_block = flamingo.cross_attention_block(TorchLayers(), *args).eval()
+    twin_block.load_state_dict(dict(block.named_parameters()))
+    with torch.no_grad():
+        for gated in (block, twin_block):
+            gated.attn_gate.fill_(0.5)
+            gated.ffn_gate.fill_(0.5)
+        hidden_states = torch.randn(2, 5, hidden)
+        context = torch.randn(2, 4, TINY_ENCODER_DIM)
+        ignore = torch.tensor([[False, False, True, True], [False, True, True, True]])
+        out["block_twin_diff"] = float(
+            (block(hidden_states, context, ignore) - twin_block(hidden_states, context, ignore)).abs().max()
+        )
+    return out
 
 
 def _sizes_body(rank: int, world_size: int) -> dict:
@@ -165,6 +202,16 @@ def test_dropout_only_in_training_and_init_is_seeded(modules, bridge):
     assert modules[f"{bridge}_train_dropout_diff"] > 0
     assert modules[f"{bridge}_eval_repeat_equal"]
     assert modules[f"{bridge}_same_seed_same_weights"]
+
+
+@pytest.mark.parametrize("bridge", ENCODER_BRIDGES)
+def test_the_hf_twin_is_the_same_module_on_plain_linears(modules, bridge):
+    assert modules[f"{bridge}_twin_shapes_equal"]
+    assert modules[f"{bridge}_twin_diff"] == 0.0
+
+
+def test_the_gated_block_twin_equals_the_megatron_block(modules):
+    assert modules["block_twin_diff"] == 0.0
 
 
 def test_flamingo_rejects_proteins_longer_than_its_positions(modules):

@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 
 from protein_llm_nemo.launch.presets import (
-    BRIDGE_TRAINABLE,
-    BRIDGES,
     GIB,
     H100_MEMORY_GIB,
     PRESETS,
+    bridge_trainable_parameters,
     get_preset,
     memory_per_gpu,
 )
 from protein_llm_nemo.models.qwen3 import qwen3_preset
+from protein_llm_nemo.testing.tiny import built_in_bridges
+
+BRIDGES = built_in_bridges()
 
 GPU_PRESETS = [name for name, preset in PRESETS.items() if preset.device == "h100"]
 
@@ -63,7 +65,9 @@ def test_memory_arithmetic_by_hand():
     assert mlp.logits == pytest.approx(4096 * 2 * arch.vocab_size / 2 * 6)
     flamingo = memory_per_gpu(preset, "flamingo")
     # 2.46B trainable over TP=2 with the distributed optimizer over DP=4: 6 + 12/4 bytes each (+ LoRA)
-    assert flamingo.trainable_states == pytest.approx(2_457_185_298 / 2 * 9, rel=0.03)
+    module, block, blocks = bridge_trainable_parameters("8b", "esm3-open", "flamingo")
+    assert blocks == 9  # one block before every 4th of 36 layers
+    assert flamingo.trainable_states == pytest.approx((module + 9 * block) / 2 * 9, rel=0.03)
     full = memory_per_gpu(
         type(preset)(**{**preset.__dict__, "recompute": "full"}),
         "mlp",
@@ -72,8 +76,9 @@ def test_memory_arithmetic_by_hand():
 
 
 @pytest.mark.parametrize("llm", ["4b", "8b"])
-def test_bridge_sizes_match_the_code(llm):
-    """The constants behind the arithmetic equal `protein-llm bridge-sizes` (modules built on meta)."""
+def test_bridge_sizes_match_the_size_report(llm):
+    """The counts behind the arithmetic (module + blocks, per component) equal the totals `protein-llm
+    bridge-sizes` prints (the CLI sums each bridge's components)."""
     result = subprocess.run(
         [str(Path(sys.executable).parent / "protein-llm"), "bridge-sizes", "--llm", llm],
         capture_output=True,
@@ -87,4 +92,9 @@ def test_bridge_sizes_match_the_code(llm):
         m.group(1): int(m.group(2).replace(",", ""))
         for m in re.finditer(r"^(\w+)\s+total\s+([\d,]+)", result.stdout, flags=re.M)
     }
-    assert totals == BRIDGE_TRAINABLE[llm]
+    counted = {}
+    for bridge in BRIDGES:
+        module, block, blocks = bridge_trainable_parameters(llm, "esm3-open", bridge)
+        counted[bridge] = module + block * blocks
+    assert totals == counted
+    assert counted["flamingo"] > 10 * counted["mlp"] > 0 and counted["text"] == 0

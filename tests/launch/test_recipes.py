@@ -13,8 +13,9 @@ import fiddle as fdl
 import pytest
 
 from protein_llm_nemo.launch import entrypoints
-from protein_llm_nemo.launch.presets import BRIDGES, PRESETS
+from protein_llm_nemo.launch.presets import PRESETS
 from protein_llm_nemo.launch.recipes import sft_recipe, ssl_recipe
+from protein_llm_nemo.testing.tiny import built_in_bridges
 from protein_llm_nemo.training.config import BridgeSelection, SFTConfig, SSLConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +66,16 @@ def test_config_annotations_are_types_for_nemo_run():
     assert inspect.signature(SFTConfig).parameters["bridge"].annotation is BridgeSelection
 
 
-def test_bridges_match_the_registry():
-    from protein_llm_nemo.bridges import list_bridges
+BRIDGES = built_in_bridges()
 
-    assert sorted(BRIDGES) == list_bridges()
+
+@pytest.mark.parametrize("bridge", BRIDGES)
+def test_every_registered_bridge_has_a_nemo_run_factory(bridge):
+    """`bridge=<name>` resolves for every bridge of the registry (factories are registered by a loop)."""
+    import nemo_run as run
+
+    config = run.cli.resolve_factory(BridgeSelection, bridge)()
+    assert config.name == bridge and config.overrides == {}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -93,6 +100,8 @@ def test_sft_starts_from_ssl_or_imported_checkpoint():
     assert gpu.checkpoint.load_language_model_from == "runs/qwen3-4b-megatron"
     ssl = fdl.build(ssl_recipe("qwen3-8b-1node"))
     assert ssl.keywords["model"].freeze_language_model is True and ssl.keywords["lora"].rank == 16
+    # SSL tokenizes its records into the run's folder unless told otherwise
+    assert ssl.keywords["data"].cache_dir == f"{ssl.keywords['checkpoint'].dir}/indexed"
 
 
 def test_nemo_run_cli_executor_factory_from_launchers(cli_env):

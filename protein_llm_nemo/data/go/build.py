@@ -171,9 +171,4 @@ def _jsonable(config: GoBuildConfig) -> dict[str, Any]:
     return out
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 __all__ = ["GoBuildConfig", "build_demo_go", "build_metastudent_go", "fetch_demo_assets", "gzip"]

@@ -1,4 +1,4 @@
-"""Attention pooling and Perceiver resampler blocks (learned queries that read a variable-length protein).
+"""Attention pooling and Perceiver resampler blocks: learned queries that read a variable-length protein.
 
 Both turn `(x [N, L, D], mask [N, L])` into a fixed number of vectors per protein; padding residues are
 masked out of every attention, so outputs depend on a protein's own residues only.
@@ -6,40 +6,35 @@ masked out of every attention, so outputs depend on a protein's own residues onl
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from megatron.core.transformer.module import MegatronModule
 from torch import nn
 
-from protein_llm_nemo.bridges.layers import (
-    ParallelAttention,
-    ParallelFeedForward,
-    layer_norm,
-    normal_parameter,
-)
+from protein_llm_nemo.bridges.blocks.attention import Attention, FeedForward
+from protein_llm_nemo.bridges.blocks.layers import LayerFactory
 
 __all__ = ["AttentionPooling", "PerceiverResampler", "ResamplerLayer"]
 
 
-class AttentionPooling(MegatronModule):
+class AttentionPooling(nn.Module):
     """`num_queries` learned queries attend to the residues (multi-head), then LayerNorm.
 
     The reference's shape: no residual and no FFN; queries N(0, 0.02).
     """
 
-    def __init__(self, config: Any, dim: int, num_queries: int, num_heads: int, dropout: float = 0.0) -> None:
-        super().__init__(config=config)
-        self.queries = normal_parameter(config, num_queries, dim)
-        self.attention = ParallelAttention(config, dim, dim, num_heads, dropout=dropout)
-        self.norm = layer_norm(config, dim)
+    def __init__(
+        self, layers: LayerFactory, dim: int, num_queries: int, num_heads: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.queries = layers.parameter(num_queries, dim)
+        self.attention = Attention(layers, dim, dim, num_heads, dropout=dropout)
+        self.norm = layers.layer_norm(dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         queries = self.queries.unsqueeze(0).expand(x.shape[0], -1, -1)
         return self.norm(self.attention(queries, x, mask))
 
 
-class ResamplerLayer(MegatronModule):
+class ResamplerLayer(nn.Module):
     """One pre-norm Perceiver layer acting on the latents.
 
     `self_attention=True` (Perceiver style):  lat += SelfAttn(LN(lat)); lat += XAttn(LN(lat), LN(x)); lat += FFN(LN(lat))
@@ -48,7 +43,7 @@ class ResamplerLayer(MegatronModule):
 
     def __init__(
         self,
-        config: Any,
+        layers: LayerFactory,
         dim: int,
         num_heads: int,
         ffn_hidden_size: int,
@@ -56,17 +51,17 @@ class ResamplerLayer(MegatronModule):
         self_attention: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(config=config)
+        super().__init__()
         self.use_self_attention = self_attention
         if self_attention:
-            self.self_attention_norm = layer_norm(config, dim)
-            self.self_attention = ParallelAttention(config, dim, dim, num_heads, dropout=dropout)
-        self.cross_attention_norm = layer_norm(config, dim)
-        self.context_norm = layer_norm(config, dim)
-        self.cross_attention = ParallelAttention(config, dim, dim, num_heads, dropout=dropout)
-        self.ffn_norm = layer_norm(config, dim)
-        self.ffn = ParallelFeedForward(
-            config,
+            self.self_attention_norm = layers.layer_norm(dim)
+            self.self_attention = Attention(layers, dim, dim, num_heads, dropout=dropout)
+        self.cross_attention_norm = layers.layer_norm(dim)
+        self.context_norm = layers.layer_norm(dim)
+        self.cross_attention = Attention(layers, dim, dim, num_heads, dropout=dropout)
+        self.ffn_norm = layers.layer_norm(dim)
+        self.ffn = FeedForward(
+            layers,
             dim,
             ffn_hidden_size,
             dim,
@@ -88,12 +83,12 @@ class ResamplerLayer(MegatronModule):
         return latents + self.ffn(self.ffn_norm(latents))
 
 
-class PerceiverResampler(MegatronModule):
+class PerceiverResampler(nn.Module):
     """`num_latents` learned latents refined by `num_layers` `ResamplerLayer`s over the residues."""
 
     def __init__(
         self,
-        config: Any,
+        layers: LayerFactory,
         dim: int,
         num_latents: int,
         num_layers: int,
@@ -103,25 +98,12 @@ class PerceiverResampler(MegatronModule):
         self_attention: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(config=config)
-        self.latents = normal_parameter(config, num_latents, dim)
+        super().__init__()
+        self.latents = layers.parameter(num_latents, dim)
         self.layers = nn.ModuleList(
-            ResamplerLayer(config, dim, num_heads, ffn_hidden_size, activation, self_attention, dropout)
+            ResamplerLayer(layers, dim, num_heads, ffn_hidden_size, activation, self_attention, dropout)
             for _ in range(num_layers)
         )
-
-    def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (), metadata: dict | None = None):
-        """megatron's default recursion stops at plain containers; visit the layer list explicitly so the
-        tensor-parallel linears inside keep their TP sharding in dist checkpoints."""
-        layers = self.layers
-        del self.layers
-        try:
-            state = super().sharded_state_dict(prefix, sharded_offsets, metadata)
-        finally:
-            self.layers = layers
-        for index, layer in enumerate(layers):
-            state.update(layer.sharded_state_dict(f"{prefix}layers.{index}.", sharded_offsets, metadata))
-        return state
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         latents = self.latents.unsqueeze(0).expand(x.shape[0], -1, -1)
