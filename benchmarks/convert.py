@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_random_checkpoint(preset: str, folder: Path, dtype: torch.dtype) -> int:
     """A random HF Qwen3 checkpoint streamed tensor by tensor (no model object is built)."""
-    from protein_llm_nemo.conversion.convert import export_plan
     from protein_llm_nemo.conversion.hf_io import HFCheckpointWriter
+    from protein_llm_nemo.conversion.qwen3_export import export_plan
     from protein_llm_nemo.models.qwen3 import qwen3_preset
 
     arch = qwen3_preset(preset)
@@ -47,8 +47,8 @@ def naive_import(hf: Path, out: Path) -> None:
     """The baseline: a whole-state-dict converter (same mappings, no streaming, no sharding)."""
     from safetensors.torch import load_file
 
-    from protein_llm_nemo.conversion.convert import read_hf_arch
     from protein_llm_nemo.conversion.mappings import qwen3_mappings
+    from protein_llm_nemo.conversion.qwen3_import import read_hf_arch
 
     state = {}
     for file in sorted(hf.glob("*.safetensors")):

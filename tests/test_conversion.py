@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from protein_llm_nemo.conversion.convert import export_plan
 from protein_llm_nemo.conversion.hf_io import (
     CheckpointError,
     HFCheckpointReader,
@@ -21,6 +20,7 @@ from protein_llm_nemo.conversion.hf_io import (
     TensorPlan,
     resolve_hf_source,
 )
+from protein_llm_nemo.conversion.qwen3_export import export_plan
 from protein_llm_nemo.conversion.roundtrip import save_random_hf_qwen3
 from protein_llm_nemo.models.qwen3 import qwen3_preset
 from protein_llm_nemo.testing.multiprocess import DistributedTestError, run_distributed
@@ -90,7 +90,7 @@ def test_roundtrip_script_under_torchrun_prints_one_json_line():
 
 
 def _import_body(rank: int, world_size: int, hf: str, out: str, tp: int, pp: int) -> None:
-    from protein_llm_nemo.conversion.convert import import_hf_checkpoint
+    from protein_llm_nemo.conversion.qwen3_import import import_hf_checkpoint
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
     initialize_distributed(ParallelConfig(tp, pp))
@@ -98,7 +98,7 @@ def _import_body(rank: int, world_size: int, hf: str, out: str, tp: int, pp: int
 
 
 def _logits_body(rank: int, world_size: int, checkpoint: str, tp: int, pp: int, tokens: torch.Tensor):
-    from protein_llm_nemo.conversion.convert import build_model_for_checkpoint
+    from protein_llm_nemo.conversion.checkpoints import build_model_for_checkpoint
     from protein_llm_nemo.models.forward import forward_logits
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
@@ -122,7 +122,8 @@ def test_checkpoint_saved_at_tp2_loads_at_tp1_and_pp2(tmp_path, hf_tiny, hf_logi
 
 def _gather_body(rank: int, world_size: int, checkpoint: str, source: str, tp: int, pp: int) -> bool | None:
     """The live-model export path: gather a TP/PP-sharded model back into HF tensors on rank 0."""
-    from protein_llm_nemo.conversion.convert import build_model_for_checkpoint, iter_hf_tensors
+    from protein_llm_nemo.conversion.checkpoints import build_model_for_checkpoint
+    from protein_llm_nemo.conversion.qwen3_export import iter_hf_tensors
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
     initialize_distributed(ParallelConfig(tp, pp))
@@ -162,7 +163,7 @@ def test_sharded_export_loads_in_transformers(tmp_path, hf_tiny, hf_logits):
 def _export_body(
     rank: int, world_size: int, checkpoint: str, out: str, max_shard_bytes: int, overwrite: bool = False
 ):
-    from protein_llm_nemo.conversion.convert import export_hf_checkpoint
+    from protein_llm_nemo.conversion.qwen3_export import export_hf_checkpoint
     from protein_llm_nemo.runtime import initialize_distributed
 
     initialize_distributed()
@@ -206,7 +207,7 @@ def _edit_checkpoint(source: Path, target: Path, edit) -> Path:
 
 
 def _import_error_body(rank: int, world_size: int, hf: str, out: str, overwrite: bool = False) -> str:
-    from protein_llm_nemo.conversion.convert import import_hf_checkpoint
+    from protein_llm_nemo.conversion.qwen3_import import import_hf_checkpoint
     from protein_llm_nemo.runtime import initialize_distributed
 
     initialize_distributed()

@@ -63,8 +63,8 @@ def test_transformer_config_carries_the_qwen3_architecture():
 def _hf_vs_megatron_body(rank: int, world_size: int, preset: str, folder: str) -> float:
     from transformers import Qwen3ForCausalLM
 
-    from protein_llm_nemo.conversion.convert import load_hf_weights
     from protein_llm_nemo.conversion.hf_io import HFCheckpointReader
+    from protein_llm_nemo.conversion.qwen3_import import load_hf_weights
     from protein_llm_nemo.conversion.roundtrip import save_random_hf_qwen3
     from protein_llm_nemo.models.forward import forward_logits
     from protein_llm_nemo.models.qwen3 import build_qwen3_model
@@ -96,9 +96,9 @@ def _forward_backward_body(rank: int, world_size: int, tp: int, pp: int, folder:
     from megatron.core import parallel_state
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from protein_llm_nemo.conversion.convert import global_parameter_names, load_hf_weights
     from protein_llm_nemo.conversion.hf_io import HFCheckpointReader
-    from protein_llm_nemo.conversion.mappings import qwen3_mappings
+    from protein_llm_nemo.conversion.mappings import global_parameter_names, qwen3_mappings
+    from protein_llm_nemo.conversion.qwen3_import import load_hf_weights
     from protein_llm_nemo.models.forward import position_ids_for
     from protein_llm_nemo.models.qwen3 import build_qwen3_model
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
@@ -175,3 +175,50 @@ def test_tensor_and_pipeline_parallel_match_a_single_rank(single_rank_reference,
         for name, grad in single_rank_reference["grads"].items():
             assert torch.allclose(result["grads"][name], grad, atol=1e-6), name
         assert any(g.abs().sum() > 0 for g in result["grads"].values())
+
+
+def _labels_loss_body(rank: int, world_size: int) -> dict:
+    """`model(..., labels=)` per-token losses at TP=2 with a vocabulary that megatron pads (1000 -> 1024)."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from protein_llm_nemo.models.forward import position_ids_for
+    from protein_llm_nemo.models.qwen3 import build_qwen3_model
+    from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
+    from protein_llm_nemo.tokenizer import IGNORE_INDEX
+
+    initialize_distributed(ParallelConfig(tensor_model_parallel_size=world_size), seed=0)
+    arch = dataclasses.replace(qwen3_preset("tiny"), vocab_size=1000)
+    model = build_qwen3_model(arch).eval()
+    tokens = _tokens(arch.vocab_size)
+    labels = torch.roll(tokens, -1, dims=1)
+    labels[:, -1] = IGNORE_INDEX
+    positions = position_ids_for(tokens)
+    with torch.no_grad():
+        logits = model(tokens, positions, None, runtime_gather_output=True)  # [B, S, 1024], all ranks
+        losses = model(tokens, positions, None, labels=labels)  # [B, S]
+
+    def reference(columns: int) -> torch.Tensor:
+        flat = logits[..., :columns].reshape(-1, columns)
+        return F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none")
+
+    real, padded = (
+        reference(arch.vocab_size).reshape(BATCH, SEQ),
+        reference(logits.shape[-1]).reshape(BATCH, SEQ),
+    )
+    return {
+        "vocab_columns": logits.shape[-1],
+        "shape": tuple(losses.shape),
+        "real_diff": float((losses - real).abs().max()),
+        "padded_diff": float((losses - padded).abs().max()),
+        "ignored": losses[:, -1].tolist(),
+    }
+
+
+def test_labels_loss_is_over_the_real_vocabulary_at_tp2():
+    for result in run_distributed(_labels_loss_body, world_size=2):
+        assert result["vocab_columns"] == 1024 and result["shape"] == (BATCH, SEQ)
+        assert result["real_diff"] < 1e-5
+        assert result["padded_diff"] > 1e-3  # megatron's padded-vocabulary loss differs: the test can fail
+        assert result["ignored"] == [0.0] * BATCH

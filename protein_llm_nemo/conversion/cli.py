@@ -76,7 +76,8 @@ def _fail(message: str) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from protein_llm_nemo.conversion.convert import DTYPES, import_hf_checkpoint
+    from protein_llm_nemo.conversion.megatron_io import DTYPES
+    from protein_llm_nemo.conversion.qwen3_import import import_hf_checkpoint
     from protein_llm_nemo.runtime import initialize_distributed, setup_logging
 
     setup_logging()
@@ -84,7 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
         initialize_distributed(_parallel(args))
         dtype = DTYPES[args.dtype] if args.dtype else None
         if _is_protein_llm_folder(args.hf_model):
-            from protein_llm_nemo.conversion.protein_llm import import_protein_llm
+            from protein_llm_nemo.conversion.protein_llm_import import import_protein_llm
 
             header = import_protein_llm(args.hf_model, args.out, dtype, overwrite=args.overwrite)
         else:
@@ -98,14 +99,15 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from protein_llm_nemo.conversion.convert import DTYPES, export_hf_checkpoint
+    from protein_llm_nemo.conversion.megatron_io import DTYPES
+    from protein_llm_nemo.conversion.qwen3_export import export_hf_checkpoint
     from protein_llm_nemo.runtime import initialize_distributed, setup_logging
 
     setup_logging()
     try:
         initialize_distributed(_parallel(args))
         if _is_protein_llm_checkpoint(args.checkpoint):
-            from protein_llm_nemo.conversion.protein_llm import export_protein_llm_checkpoint
+            from protein_llm_nemo.conversion.protein_llm_export import export_protein_llm_checkpoint
 
             export_protein_llm_checkpoint(
                 args.checkpoint,
@@ -172,7 +174,7 @@ def _is_protein_llm_folder(source: str) -> bool:
 
 def _is_protein_llm_checkpoint(checkpoint: str) -> bool:
     from protein_llm_nemo.conversion.megatron_io import CheckpointHeader
-    from protein_llm_nemo.conversion.protein_llm import PROTEIN_LLM_HEADER_KEY
+    from protein_llm_nemo.conversion.spec import PROTEIN_LLM_HEADER_KEY
 
     return PROTEIN_LLM_HEADER_KEY in CheckpointHeader.read(checkpoint).extra
 

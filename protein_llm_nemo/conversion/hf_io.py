@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,17 @@ from safetensors import safe_open
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
+# Files of a HF model folder that are not weights and travel with the checkpoint.
+HF_ASSET_FILES = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
 _DTYPE_NAMES = {
     "F32": torch.float32,
     "F16": torch.float16,
@@ -239,3 +251,14 @@ def stream_to_safetensors(
         raise
     if writer is not None:
         writer.close()
+
+
+def copy_hf_assets(source: Path, target: Path, names: tuple[str, ...] = HF_ASSET_FILES) -> list[str]:
+    """Copy the non-weight files of a HF folder (tokenizer, generation config) that exist; returns them."""
+    copied = []
+    for name in names:
+        if (source / name).is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+            copied.append(name)
+    return copied

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from protein_llm_nemo.models.parallel_weights import global_parameter_name
 from protein_llm_nemo.models.qwen3 import Qwen3Arch
 
 Parallelism = Literal["replicated", "column", "row", "vocab"]
@@ -143,6 +144,14 @@ def canonical_megatron_name(name: str) -> str:
         if name.endswith(te_suffix):
             return name[: -len(te_suffix)] + local_suffix
     return name
+
+
+def global_parameter_names(model: torch.nn.Module) -> dict[str, str]:
+    """Local parameter name -> canonical global name (pipeline stages number their layers from 0)."""
+    return {
+        name: canonical_megatron_name(global_parameter_name(model, name))
+        for name, _ in model.named_parameters()
+    }
 
 
 def qwen3_layer_mappings(layer: int) -> list[WeightMapping]:

@@ -19,12 +19,19 @@ import torch
 import torch.distributed as dist
 
 from protein_llm_nemo.conversion.hf_io import CheckpointError
+from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
 from protein_llm_nemo.models.qwen3 import Qwen3Arch
 
 CHECKPOINT_HEADER = "protein_llm_checkpoint.json"
 CHECKPOINT_FORMAT = "protein-llm-nemo/megatron-dist"
 HF_ASSETS_DIR = "hf_assets"
 FORMAT_VERSION = 1
+# The dtype names a header's `params_dtype` (and the converters' --dtype) use.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
 
 
 @dataclass
@@ -235,18 +242,7 @@ def validate_megatron_checkpoint(model: torch.nn.Module, checkpoint: str | os.Pa
         raise CheckpointError(f"{checkpoint} has mis-shaped tensors: {wrong[:8]}")
 
 
-def load_megatron_checkpoint(
-    model: torch.nn.Module, checkpoint: str | os.PathLike, strict_keys: bool = True
-) -> None:
+def load_megatron_checkpoint(model: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
     """Validate, then load a dist checkpoint into this rank's model chunk."""
-    from megatron.core import dist_checkpointing
-
     validate_megatron_checkpoint(model, checkpoint)
-    state_dict = dist_checkpointing.load(model.sharded_state_dict(), str(checkpoint))
-    model.load_state_dict(state_dict, strict=strict_keys)
-
-
-def stored_tensor_keys(checkpoint: str | os.PathLike) -> set[str]:
-    from megatron.core import dist_checkpointing
-
-    return set(dist_checkpointing.load_tensors_metadata(str(checkpoint)))
+    load_sharded_state(model, checkpoint)

@@ -11,12 +11,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from protein_llm_nemo.conversion.convert import (
-    build_model_for_checkpoint,
-    export_hf_checkpoint,
-    import_hf_checkpoint,
-)
+from protein_llm_nemo.conversion.checkpoints import build_model_for_checkpoint
 from protein_llm_nemo.conversion.hf_io import HFCheckpointReader
+from protein_llm_nemo.conversion.qwen3_export import export_hf_checkpoint
+from protein_llm_nemo.conversion.qwen3_import import import_hf_checkpoint
 from protein_llm_nemo.models.forward import forward_logits
 from protein_llm_nemo.models.qwen3 import Qwen3Arch, qwen3_preset
 from protein_llm_nemo.runtime import ParallelConfig, get_logger, initialize_distributed

@@ -20,6 +20,7 @@ Layout (state-dict names mirror the megatron `ProteinLLMModel`, gathered over te
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,11 @@ from protein_llm_nemo.bridges.blocks.layers import TorchLayers
 from protein_llm_nemo.hf.configuration import ProteinLLMConfig
 
 __all__ = ["ProteinLLMForCausalLM", "ProteinLLMPreTrainedModel"]
+
+# transformers 5.24 renamed the KV-cache argument `past_key_values` to `cache`; pass the one Qwen3 takes.
+_CACHE_ARGUMENT = (
+    "cache" if "cache" in inspect.signature(Qwen3ForCausalLM.forward).parameters else "past_key_values"
+)
 
 
 class ProteinLLMPreTrainedModel(PreTrainedModel):
@@ -214,7 +220,7 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -235,7 +241,8 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
         protein_embeddings, protein_mask = resolve_protein_inputs(
             protein_sequences, protein_embeddings, protein_mask, self.encode_proteins, self.bridge_spec
         )
-        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+        cache = cache if cache is not None else kwargs.pop("past_key_values", None)  # transformers < 5.24
+        prefill = cache is None or cache.get_seq_length() == 0
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids (or inputs_embeds)")
@@ -252,7 +259,7 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                **{_CACHE_ARGUMENT: cache},
                 labels=labels,
                 use_cache=use_cache,
                 logits_to_keep=logits_to_keep,

@@ -40,9 +40,15 @@ from megatron.core.transformer.module import MegatronModule
 from torch import nn
 
 from protein_llm_nemo.bridges import BridgeConfig
-from protein_llm_nemo.bridges.cross_attention import GATE_PARAMETER_NAMES
-from protein_llm_nemo.bridges.inputs import latents_by_sample, protein_counts
-from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS, ProteinTokenIds, protein_slot_index
+from protein_llm_nemo.bridges.blocks.gated_cross_attention import GATE_PARAMETER_NAMES
+from protein_llm_nemo.bridges.blocks.inputs import (
+    cross_attention_context,
+    embed_protein_tokens,
+    protein_counts,
+    resolve_protein_inputs,
+)
+from protein_llm_nemo.bridges.blocks.megatron import sharded_state_dict_of
+from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS, ProteinTokenIds
 
 __all__ = [
     "PARAMETER_GROUPS",
@@ -149,31 +155,18 @@ class ProteinLLMModel(MegatronModule):
     def embed_tokens(self, input_ids: torch.Tensor, slot_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """`decoder_input [S, B, H]`: word embeddings, boundary-token rows, bridge vectors at the slots."""
         embedding = self.language_model.embedding
-        words = embedding.word_embeddings(input_ids)  # [B, S, H]
-        if self.protein_token_embeddings is not None:
-            table = self.protein_token_embeddings.weight.to(words.dtype)
-            for row, token_id in enumerate(self.protein_token_ids.all):
-                words = torch.where((input_ids == token_id).unsqueeze(-1), table[row], words)
-        rows, cols = self._slot_index(input_ids)
-        if slot_vectors is not None or rows.numel():
-            if slot_vectors is None:
-                raise ValueError("input_ids hold protein slots but no protein embeddings were given")
-            if rows.numel() != slot_vectors.shape[0] * slot_vectors.shape[1]:
-                raise ValueError(
-                    f"input_ids hold {rows.numel() // max(self.bridge_config.num_slots, 1)} proteins but "
-                    f"{slot_vectors.shape[0]} protein embeddings were given"
-                )
-            words = words.index_put((rows, cols), slot_vectors.reshape(-1, words.shape[-1]).to(words.dtype))
+        words = embed_protein_tokens(
+            embedding.word_embeddings(input_ids),  # [B, S, H]
+            input_ids,
+            self.protein_token_ids,
+            None if self.protein_token_embeddings is None else self.protein_token_embeddings.weight,
+            slot_vectors,
+            self.bridge_config.num_slots if self.bridge_config.splices else 0,
+        )
         decoder_input = words.transpose(0, 1).contiguous()
         if self.config.fp32_residual_connection:
             decoder_input = decoder_input.float()
         return embedding.embedding_dropout(decoder_input)
-
-    def _slot_index(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.bridge_config.splices:
-            empty = torch.empty(0, dtype=torch.long, device=input_ids.device)
-            return empty, empty
-        return protein_slot_index(input_ids, self.protein_token_ids, self.bridge_config.num_slots)
 
     def cross_attention_context(
         self,
@@ -182,30 +175,16 @@ class ProteinLLMModel(MegatronModule):
         mask: torch.Tensor | None,
         segment_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Flamingo context `[P_max * Q, B, D]` and mask (True = ignore): `[B, P_max * Q]` when every row is
-        one sample; `[B, S, P_max * Q]` with `segment_ids [B, S]` (packed rows), so that a token attends only
-        to the proteins of its own sample."""
-        starts = input_ids == self.protein_token_ids.start
-        counts = protein_counts(input_ids, self.protein_token_ids.start, embeddings)
+        """The cross-attention context `[C, B, D]` (megatron's layout) and its mask (True = ignore) of the
+        bridge's latents: `[B, C]`, or per token `[B, S, C]` with `segment_ids [B, S]` (packed rows)."""
         if embeddings is None:
+            protein_counts(input_ids, self.protein_token_ids.start, None)  # no proteins may be expected
             return None, None
         latents = self.bridge(embeddings, mask)  # [N, Q, D]
-        context, present, sample, slot = latents_by_sample(latents, counts)
-        batch, most, num_latents, width = context.shape
-        context = context.reshape(batch, most * num_latents, width).transpose(0, 1).contiguous()
-        if segment_ids is None:
-            return context, ~present.unsqueeze(-1).expand(batch, most, num_latents).reshape(batch, -1)
-        if segment_ids.shape != input_ids.shape:
-            raise ValueError(
-                f"segment_ids {tuple(segment_ids.shape)} must match input_ids {tuple(input_ids.shape)}"
-            )
-        rows, positions = starts.nonzero(as_tuple=True)  # row-major: the proteins' order
-        protein_segment = torch.full((batch, most), -1, dtype=segment_ids.dtype, device=segment_ids.device)
-        protein_segment[sample, slot] = segment_ids[rows, positions]
-        allowed = present[:, None, :] & (segment_ids[:, :, None] == protein_segment[:, None, :])  # [B, S, P]
-        return context, ~allowed.unsqueeze(-1).expand(*allowed.shape, num_latents).reshape(
-            batch, allowed.shape[1], -1
+        context, ignore = cross_attention_context(
+            latents, input_ids, self.protein_token_ids.start, segment_ids
         )
+        return context.transpose(0, 1).contiguous(), ignore
 
     @staticmethod
     def segment_ids_from_packed(packed_seq_params: Any, input_ids: torch.Tensor) -> torch.Tensor:
@@ -242,12 +221,9 @@ class ProteinLLMModel(MegatronModule):
         `segment_ids [B, S]` (or `packed_seq_params`) mark packed samples: flamingo's tokens then attend
         only to their own sample's proteins. Splicing bridges need nothing: slots are positions."""
         config = self.bridge_config
-        if sequences is not None:
-            if protein_embeddings is not None:
-                raise ValueError("pass either sequences or protein_embeddings, not both")
-            protein_embeddings, protein_mask = self.encode_proteins(sequences)
-        if protein_embeddings is not None and not config.uses_encoder:
-            raise ValueError(f"the {config.name!r} bridge takes no protein embeddings")
+        protein_embeddings, protein_mask = resolve_protein_inputs(
+            sequences, protein_embeddings, protein_mask, self.encode_proteins, config
+        )
         decoder_input = None
         extra_block_kwargs = None
         if self.pre_process:
@@ -291,6 +267,8 @@ class ProteinLLMModel(MegatronModule):
 
         from megatron.core import dist_checkpointing
 
+        from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
+
         checkpoint = Path(checkpoint)
         if (checkpoint / "latest").is_file():
             checkpoint = checkpoint / (checkpoint / "latest").read_text().strip()
@@ -302,23 +280,10 @@ class ProteinLLMModel(MegatronModule):
                 "result), or continue that run with `checkpoint.load_model_from`"
             )
 
-        def own(key: str) -> bool:  # entries an LLM checkpoint does not hold
-            return "gated_cross_attention" in key or ".adapter." in key
+        def not_in_an_llm_checkpoint(name: str) -> bool:
+            return "gated_cross_attention" in name or ".adapter." in name
 
-        state = {
-            key: value
-            for key, value in self.language_model.sharded_state_dict(prefix).items()
-            if not own(key)
-        }
-        loaded = dist_checkpointing.load(state, str(checkpoint))
-        # A training checkpoint's common state (optimizer, scheduler, step, ...) comes back too: drop it.
-        loaded = {key[len(prefix) :]: value for key, value in loaded.items() if key in state}
-        missing, unexpected = self.language_model.load_state_dict(loaded, strict=False)
-        problems = [
-            key for key in [*missing, *unexpected] if not own(key) and not key.endswith("_extra_state")
-        ]
-        if problems:
-            raise ValueError(f"{checkpoint} does not match the language model: {sorted(problems)[:8]}")
+        load_sharded_state(self.language_model, checkpoint, prefix=prefix, skip=not_in_an_llm_checkpoint)
         self.reset_protein_token_embeddings()
 
     def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (), metadata: dict | None = None):
@@ -346,9 +311,7 @@ class ProteinLLMModel(MegatronModule):
                 )
             )
         if self.bridge is not None:
-            bridge_state = sharded_state_dict_default(
-                self.bridge, f"{prefix}bridge.", sharded_offsets, metadata
-            )
+            bridge_state = sharded_state_dict_of(self.bridge, f"{prefix}bridge.", sharded_offsets, metadata)
             pp_rank = parallel_state.get_pipeline_model_parallel_rank()
             if self.bridge_config.cross_attention and pp_rank > 0:
                 for entry in nested_values(bridge_state):
@@ -455,9 +418,7 @@ def build_protein_llm(
         raise ValueError(
             f"protein token ids {protein_token_ids.all} do not fit the vocabulary of {arch.vocab_size} tokens"
         )
-    spec = layer_spec(arch)
-    if bridge_config.cross_attention:
-        spec = bridge_config.decoder_layer_spec(spec)
+    spec = bridge_config.decoder_layer_spec(layer_spec(arch))
     if pre_process is None:
         pre_process = parallel_state.is_pipeline_first_stage()
     if post_process is None:

@@ -3,16 +3,23 @@
 Qwen3 in megatron vocabulary: RMSNorm, SwiGLU (`gated_linear_unit` + SiLU), no linear biases,
 per-head RMSNorm on queries and keys (`qk_layernorm`), grouped-query attention
 (`num_query_groups`), rotary embeddings with a large base, tied embeddings up to 4B.
+
+megatron pads the output layer to a multiple of 128 x TP rows; those rows are not tokens (HF Qwen3 has
+none). `build_qwen3_model` builds a `Qwen3GPTModel`, a `GPTModel` whose loss (`labels=...`) is the cross
+entropy over the real vocabulary only, so every caller of the model gets HF's loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from protein_llm_nemo.tokenizer import IGNORE_INDEX
 
 QWEN3_VOCAB_SIZE = 151936  # the padded embedding size of the released checkpoints
 VOCAB_DIVISIBLE_BY = 128
@@ -218,6 +225,62 @@ def layer_spec(arch: Qwen3Arch, use_transformer_engine: bool | None = None):
     return spec
 
 
+def fill_padded_vocab_(logits: torch.Tensor, real_vocab_size: int, tp_rank: int = 0) -> torch.Tensor:
+    """Set, in place, the logits of padded vocabulary rows (global id >= `real_vocab_size`) of this rank's
+    vocabulary shard `[..., V/TP]` to -inf, so they take no probability mass.
+
+    Not recorded by autograd on purpose: at a -inf logit the cross entropy's gradient is already 0 (softmax
+    0, never a target), and a recorded in-place fill would copy the whole logits gradient in backward."""
+    shard = logits.shape[-1]
+    first_padded = max(real_vocab_size - tp_rank * shard, 0)
+    if first_padded < shard:
+        with torch.no_grad():
+            logits.detach()[..., first_padded:].fill_(float("-inf"))
+    return logits
+
+
+@functools.cache
+def _qwen3_gpt_model_class() -> type:
+    """`Qwen3GPTModel`, defined on first use: megatron-core takes seconds to import and the presets above
+    are read by light tools (configs, launchers)."""
+    from megatron.core.models.gpt import GPTModel
+
+    class Qwen3GPTModel(GPTModel):
+        """megatron's `GPTModel` whose `labels=...` loss is the cross entropy over the real vocabulary.
+
+        `forward(..., labels=labels [B, S])` returns the per-token loss `[B, S]` (fp32), 0 where the label is
+        IGNORE_INDEX. The logits stay in megatron's `[S, B, V/TP]` layout, their padded tail is set to -inf
+        in place, and megatron's (vocab-parallel, fused or not) cross entropy runs on them: no logits copy
+        beyond the kernel's own fp32 cast of bf16/fp16 logits."""
+
+        def __init__(self, *args: Any, real_vocab_size: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if not 0 < real_vocab_size <= self.vocab_size:
+                raise ValueError(f"real_vocab_size={real_vocab_size} must be in (0, {self.vocab_size}]")
+            self.real_vocab_size = real_vocab_size
+
+        def compute_language_model_loss(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+            tp_rank, tp_size = self.tp_group.rank(), self.tp_group.size()
+            if logits.shape[-1] * tp_size != self.vocab_size:
+                raise ValueError(
+                    f"the loss needs this rank's vocabulary shard ({self.vocab_size // tp_size} columns), got "
+                    f"{logits.shape[-1]}: build with parallel_output=True and leave runtime_gather_output unset"
+                )
+            fill_padded_vocab_(logits, self.real_vocab_size, tp_rank)
+            loss = super().compute_language_model_loss(labels, logits)
+            # megatron's kernels give IGNORE_INDEX positions the log-partition (or 0, TE's): 0 everywhere.
+            return loss.masked_fill(labels == IGNORE_INDEX, 0.0)
+
+    Qwen3GPTModel.__module__, Qwen3GPTModel.__qualname__ = __name__, "Qwen3GPTModel"
+    return Qwen3GPTModel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Qwen3GPTModel":  # importable (and picklable) by name, built on first use
+        return _qwen3_gpt_model_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_qwen3_model(
     arch: Qwen3Arch,
     config=None,
@@ -226,9 +289,8 @@ def build_qwen3_model(
     spec=None,
     parallel_output: bool = True,
 ):
-    """Build this rank's stage of a Qwen3 GPTModel (parallel groups must be initialised)."""
+    """Build this rank's stage of a Qwen3 `Qwen3GPTModel` (parallel groups must be initialised)."""
     from megatron.core import parallel_state
-    from megatron.core.models.gpt import GPTModel
 
     if config is None:
         config = transformer_config(
@@ -250,7 +312,7 @@ def build_qwen3_model(
         pre_process = parallel_state.is_pipeline_first_stage()
     if post_process is None:
         post_process = parallel_state.is_pipeline_last_stage()
-    return GPTModel(
+    return _qwen3_gpt_model_class()(
         config=config,
         transformer_layer_spec=spec if spec is not None else layer_spec(arch),
         vocab_size=padded_vocab_size(arch.vocab_size, config.tensor_model_parallel_size),
@@ -262,4 +324,5 @@ def build_qwen3_model(
         position_embedding_type="rope",
         rotary_base=int(arch.rope_theta),
         rotary_percent=1.0,
+        real_vocab_size=arch.vocab_size,
     )

@@ -13,14 +13,14 @@ from typing import Any
 
 import torch
 
-from protein_llm_nemo.conversion.protein_llm import (
-    ProteinLLMSpec,
+from protein_llm_nemo.conversion.checkpoints import save_protein_llm_checkpoint
+from protein_llm_nemo.conversion.protein_llm_export import (
     export_language_model,
     export_protein_llm,
     export_protein_llm_checkpoint,
-    import_protein_llm,
-    save_protein_llm_checkpoint,
 )
+from protein_llm_nemo.conversion.protein_llm_import import import_protein_llm
+from protein_llm_nemo.conversion.spec import ProteinLLMSpec
 from protein_llm_nemo.models.lora import LoRAConfig, apply_lora, lora_parameters
 from protein_llm_nemo.models.protein_llm import build_protein_llm
 from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed, seed_everything

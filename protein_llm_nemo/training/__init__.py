@@ -1,9 +1,10 @@
 """Training on megatron-core: configs, the loop, checkpoints, observability, and the SFT / SSL entry points.
 
 One concern per file: `config` (typed dataclasses), `ddp` (megatron DDP wrapping), `optimizer` (param groups +
-megatron optimizer), `scheduler`, `loss` (response-token cross entropy over the real vocabulary), `batches`
-(micro-batch iterators), `step` (one optimizer step through megatron's pipeline schedule), `checkpoint`,
-`metrics` (progress bar, TensorBoard, W&B, JSONL), `loop` (the loop, top to bottom), `sft`, `ssl`.
+megatron optimizer), `scheduler`, `microbatch` (the typed micro-batch), `batches` (micro-batch iterators),
+`loss` (the per-token loss reduction megatron's schedules call), `step` (one optimizer step through megatron's
+pipeline schedule), `checkpoint`, `metrics` (progress bar, TensorBoard, W&B, JSONL), `loop` (the loop, top to
+bottom), `sft`, `ssl`.
 """
 
 from protein_llm_nemo.training.config import (

@@ -9,11 +9,13 @@ SFT items are packs of formatted samples (`data.packing`, best-fit-decreasing, `
 without packing, single samples padded to `seq_length`. A packed micro-batch of `micro_batch_size` packs is
 one row `[1, micro_batch_size * seq_length]` with per-sample boundaries, megatron `PackedSeqParams` (thd):
 TransformerEngine attends per sample on GPU, `models.attention.PackedDotProductAttention` without TE.
-Labels and loss masks come from the tokenizer's formatting (response tokens only, exact).
+Labels and loss masks come from the tokenizer's formatting (response tokens only, exact). Every producer
+returns `microbatch.MicroBatch`es.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from protein_llm_nemo.data.packing import PackingConfig, build_pack, pack_exampl
 from protein_llm_nemo.data.report import ReasonCounter
 from protein_llm_nemo.data.sampler import DistributedPackSampler
 from protein_llm_nemo.tokenizer import IGNORE_INDEX, QWEN3_PAD_ID, collate_samples
+from protein_llm_nemo.training.microbatch import MicroBatch
 
 EmbedFn = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor] | None]
 
@@ -81,7 +84,7 @@ class GlobalBatchSampler:
 # -- SFT tensors ----------------------------------------------------------------------------------------
 def packed_microbatch(
     packs: Sequence[Sequence[FormattedExample]], seq_length: int, pad_id: int
-) -> dict[str, Any]:
+) -> MicroBatch:
     """`micro_batch_size` packs side by side as one `[1, mbs * seq_length]` row with `PackedSeqParams`."""
     from megatron.core.packed_seq_params import PackedSeqParams
 
@@ -94,31 +97,27 @@ def packed_microbatch(
     for i, pack in enumerate(built):
         cu += [c + i * seq_length for c in pack.cu_seqlens[1:].tolist()]
     cu_seqlens = torch.tensor(cu, dtype=torch.int32)
-    batch: dict[str, Any] = {
-        "input_ids": input_ids,
-        "labels": labels,
-        "loss_mask": (labels != IGNORE_INDEX).float(),
-        "position_ids": position_ids,
-        "sequences": [seq for p in built for seq in p.sequences],
-        "num_samples": sum(p.num_samples for p in built),
-        "real_tokens": sum(int(p.cu_seqlens[p.num_samples]) for p in built),
-        "attention_mask": None,
-    }
     longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    # thd: TransformerEngine's fused attention on GPU, `PackedDotProductAttention` per sample otherwise.
-    batch["packed_seq_params"] = PackedSeqParams(
-        qkv_format="thd",
-        cu_seqlens_q=cu_seqlens,
-        cu_seqlens_kv=cu_seqlens,
-        max_seqlen_q=longest,
-        max_seqlen_kv=longest,
+    return MicroBatch(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        labels=labels,
+        loss_mask=(labels != IGNORE_INDEX).float(),
+        # thd: TransformerEngine's fused attention on GPU, `PackedDotProductAttention` per sample otherwise.
+        packed_seq_params=PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu_seqlens,
+            cu_seqlens_kv=cu_seqlens,
+            max_seqlen_q=longest,
+            max_seqlen_kv=longest,
+        ),
+        sequences=[seq for p in built for seq in p.sequences],
+        num_samples=sum(p.num_samples for p in built),
+        real_tokens=sum(int(p.cu_seqlens[p.num_samples]) for p in built),
     )
-    return batch
 
 
-def padded_microbatch(
-    rows: Sequence[Sequence[FormattedExample]], seq_length: int, pad_id: int
-) -> dict[str, Any]:
+def padded_microbatch(rows: Sequence[Sequence[FormattedExample]], seq_length: int, pad_id: int) -> MicroBatch:
     """One sample per row, right-padded to `seq_length` (causal attention needs no mask: real tokens never
     attend to the padding after them). Empty rows (validation tail filler) are all padding."""
     examples = [ex for row in rows for ex in row]
@@ -137,16 +136,15 @@ def padded_microbatch(
             chat.labels,
             chat.position_ids,
         )
-    return {
-        "input_ids": input_ids,
-        "labels": labels,
-        "loss_mask": (labels != IGNORE_INDEX).float(),
-        "position_ids": position_ids,
-        "attention_mask": None,
-        "sequences": [seq for ex in examples for seq in ex.sequences],
-        "num_samples": len(examples),
-        "real_tokens": sum(len(ex) for ex in examples),
-    }
+    return MicroBatch(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        labels=labels,
+        loss_mask=(labels != IGNORE_INDEX).float(),
+        sequences=[seq for ex in examples for seq in ex.sequences],
+        num_samples=len(examples),
+        real_tokens=sum(len(ex) for ex in examples),
+    )
 
 
 class SFTBatches:
@@ -201,23 +199,23 @@ class SFTBatches:
     def schedule_micro_batch_size(self) -> int:
         return 1 if self.packing else self.micro_batch_size
 
-    def tensors(self, item_indices: Sequence[int | None]) -> dict[str, Any]:
-        """The micro-batch dict of these items (None: an all-padding filler item)."""
+    def tensors(self, item_indices: Sequence[int | None]) -> MicroBatch:
+        """The micro-batch of these items (None: an all-padding filler item)."""
         groups = [[self.examples[i] for i in self.items[j]] if j is not None else [] for j in item_indices]
         if self.packing:
             batch = packed_microbatch(groups, self.seq_length, self.pad_id)
         else:
             batch = padded_microbatch(groups, self.seq_length, self.pad_id)
-        batch["protein_embeddings"] = batch["protein_mask"] = None
-        if batch["sequences"] and self.embed is not None:
-            batch["protein_embeddings"], batch["protein_mask"] = self.embed(batch["sequences"])
+        if batch.sequences and self.embed is not None:
+            embeddings, mask = self.embed(batch.sequences)
+            batch = dataclasses.replace(batch, protein_embeddings=embeddings, protein_mask=mask)
         return batch
 
-    def next_step(self) -> list[dict[str, Any]]:
+    def next_step(self) -> list[MicroBatch]:
         assert self.sampler is not None, "no global batch size: this is a validation set"
         return [self.tensors(mb) for mb in self.sampler.next_microbatches()]
 
-    def all_microbatches(self, max_batches: int | None = None) -> list[dict[str, Any]]:
+    def all_microbatches(self, max_batches: int | None = None) -> list[MicroBatch]:
         """Validation: every item once, strided over DP ranks; the last micro-batch is filled with
         all-padding items (loss 0) so every micro-batch has the same shape (pipeline parallelism)."""
         mine = list(range(self.dp_rank, len(self.items), self.dp_size))
@@ -277,25 +275,24 @@ class TextBatches:
     schedule_micro_batch_size = property(lambda self: self.micro_batch_size)
     schedule_seq_length = property(lambda self: self.seq_length)
 
-    def tensors(self, indices: Sequence[int]) -> dict[str, Any]:
+    def tensors(self, indices: Sequence[int]) -> MicroBatch:
         samples = [self.dataset[i] for i in indices]
         loss_mask = torch.stack([s["loss_mask"] for s in samples]).float()
         labels = torch.stack([s["labels"] for s in samples])
-        return {
-            "input_ids": torch.stack([s["tokens"] for s in samples]),
-            "labels": torch.where(loss_mask.bool(), labels, torch.full_like(labels, IGNORE_INDEX)),
-            "loss_mask": loss_mask,
-            "position_ids": torch.stack([s["position_ids"] for s in samples]),
-            "attention_mask": None,  # causal
-            "real_tokens": int(loss_mask.sum()),
-            "num_samples": len(samples),
-        }
+        return MicroBatch(
+            input_ids=torch.stack([s["tokens"] for s in samples]),
+            position_ids=torch.stack([s["position_ids"] for s in samples]),
+            labels=torch.where(loss_mask.bool(), labels, torch.full_like(labels, IGNORE_INDEX)),
+            loss_mask=loss_mask,
+            num_samples=len(samples),
+            real_tokens=int(loss_mask.sum()),
+        )
 
-    def next_step(self) -> list[dict[str, Any]]:
+    def next_step(self) -> list[MicroBatch]:
         assert self.sampler is not None, "no global batch size: this is a validation set"
         return [self.tensors(mb) for mb in self.sampler.next_microbatches()]
 
-    def all_microbatches(self, max_batches: int | None = None) -> list[dict[str, Any]]:
+    def all_microbatches(self, max_batches: int | None = None) -> list[MicroBatch]:
         mine = list(range(self.dp_rank, len(self.dataset), self.dp_size))
         batches = [mine[i : i + self.micro_batch_size] for i in range(0, len(mine), self.micro_batch_size)]
         batches = [b for b in batches if len(b) == self.micro_batch_size] or batches

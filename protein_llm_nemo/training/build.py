@@ -27,7 +27,7 @@ from protein_llm_nemo.training.ddp import wrap_ddp
 from protein_llm_nemo.training.metrics import MetricsLogger
 from protein_llm_nemo.training.optimizer import build_optimizer, param_group_summary
 from protein_llm_nemo.training.scheduler import build_scheduler
-from protein_llm_nemo.training.step import configure_model_for_training, make_forward_step
+from protein_llm_nemo.training.step import configure_model_for_training
 
 logger = get_logger(__name__)
 
@@ -86,9 +86,8 @@ def export_header(arch, bridge_config, model, lora_config=None, encoder=None, so
 
     from megatron.core import parallel_state
 
-    from protein_llm_nemo.conversion.convert import dtype_name
-    from protein_llm_nemo.conversion.megatron_io import CheckpointHeader
-    from protein_llm_nemo.conversion.protein_llm import ProteinLLMSpec
+    from protein_llm_nemo.conversion.megatron_io import CheckpointHeader, dtype_name
+    from protein_llm_nemo.conversion.spec import ProteinLLMSpec
 
     spec = ProteinLLMSpec(
         arch,
@@ -123,7 +122,7 @@ def log_parameter_counts(model) -> dict[str, int]:
 def build_training(
     model, optimizer_config: OptimizerConfig, scheduler_config: SchedulerConfig, train: TrainConfig
 ):
-    """DDP wrapper, megatron optimizer (param groups), scheduler, forward step; hooks set on the config."""
+    """DDP wrapper, megatron optimizer (param groups), scheduler; hooks set on the config."""
     dtype = model.config.params_dtype
     if optimizer_config.use_distributed_optimizer and not torch.cuda.is_available():
         raise ValueError(
@@ -136,10 +135,6 @@ def build_training(
     scheduler = build_scheduler(optimizer, scheduler_config, optimizer_config, train.max_steps)
     configure_model_for_training([ddp], optimizer)
     return [ddp], optimizer, scheduler
-
-
-def forward_step_for(arch):
-    return make_forward_step(arch.vocab_size)
 
 
 def restore(checkpoint: CheckpointConfig, model_chunks, optimizer, scheduler, data) -> int:

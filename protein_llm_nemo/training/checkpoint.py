@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from protein_llm_nemo.conversion.megatron_io import CHECKPOINT_HEADER, AtomicOutputDir
+from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
 from protein_llm_nemo.runtime import get_logger
 from protein_llm_nemo.training.ddp import unwrap
 
@@ -118,14 +119,10 @@ def _rng_sharded_object(data: Any):
 
 
 # -- state dicts --------------------------------------------------------------------------------------------
-def _sharded_state(model_chunks, optimizer, is_loading: bool, with_optimizer: bool = True) -> dict:
+def _only_model(model_chunks) -> torch.nn.Module:
     if len(model_chunks) != 1:
         raise NotImplementedError("virtual pipeline stages (several model chunks) are not checkpointed yet")
-    model_state = unwrap(model_chunks[0]).sharded_state_dict()
-    state: dict[str, Any] = {"model": model_state}
-    if with_optimizer and optimizer is not None:
-        state["optimizer"] = optimizer.sharded_state_dict(model_state, is_loading=is_loading)
-    return state
+    return unwrap(model_chunks[0])
 
 
 def save_checkpoint(
@@ -148,7 +145,10 @@ def save_checkpoint(
 
     root = Path(root)
     out = root / step_dir_name(step)
-    state = _sharded_state(model_chunks, optimizer, is_loading=False)
+    model_state = _only_model(model_chunks).sharded_state_dict()
+    state: dict[str, Any] = {"model": model_state}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.sharded_state_dict(model_state, is_loading=False)
     state["rng"] = _rng_sharded_object(rng_state())
     state["scheduler"] = scheduler.state_dict() if scheduler is not None else {}
     state["data"] = dict(data_state)
@@ -186,11 +186,16 @@ def load_checkpoint(path: str | Path, model_chunks, optimizer, scheduler) -> dic
     same_model_layout = all(
         saved_layout[k] == layout[k] for k in ("tensor_model_parallel_size", "pipeline_model_parallel_size")
     )
-    state = _sharded_state(model_chunks, optimizer, is_loading=True)
-    if same_model_layout:
-        state["rng"] = _rng_sharded_object(None)
-    loaded = dist_checkpointing.load(state, str(path))
-    unwrap(model_chunks[0]).load_state_dict(loaded["model"], strict=True)
+
+    def optimizer_and_rng(model_state: dict) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if optimizer is not None:
+            state["optimizer"] = optimizer.sharded_state_dict(model_state, is_loading=True)
+        if same_model_layout:
+            state["rng"] = _rng_sharded_object(None)
+        return state
+
+    loaded = load_sharded_state(_only_model(model_chunks), path, also_load=optimizer_and_rng)
     if optimizer is not None:
         optimizer.load_state_dict(loaded["optimizer"])
     if scheduler is not None:
@@ -210,11 +215,7 @@ def load_checkpoint(path: str | Path, model_chunks, optimizer, scheduler) -> dic
 
 def load_model_weights(path: str | Path, model_chunks) -> None:
     """Only the model weights of a training checkpoint (e.g. SSL's, to start SFT)."""
-    from megatron.core import dist_checkpointing
-
-    state = _sharded_state(model_chunks, None, is_loading=True, with_optimizer=False)
-    loaded = dist_checkpointing.load(state, str(path))
-    unwrap(model_chunks[0]).load_state_dict(loaded["model"], strict=True)
+    load_sharded_state(_only_model(model_chunks), path)
 
 
 def resolve_resume(root: str | None, resume_from: str | None, auto_resume: bool) -> Path | None:

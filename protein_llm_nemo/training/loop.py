@@ -18,8 +18,9 @@ from protein_llm_nemo.runtime import get_logger
 from protein_llm_nemo.training.checkpoint import save_checkpoint
 from protein_llm_nemo.training.config import CheckpointConfig, TrainConfig
 from protein_llm_nemo.training.metrics import MetricsLogger, peak_memory_bytes
+from protein_llm_nemo.training.microbatch import MicroBatch
 from protein_llm_nemo.training.result import TrainResult
-from protein_llm_nemo.training.step import evaluate, train_step
+from protein_llm_nemo.training.step import StepOutput, evaluate, train_step
 
 logger = get_logger(__name__)
 
@@ -28,8 +29,8 @@ class BatchSource(Protocol):
     schedule_seq_length: int
     schedule_micro_batch_size: int
 
-    def next_step(self) -> list[dict[str, Any]]: ...
-    def all_microbatches(self, max_batches: int | None = None) -> list[dict[str, Any]]: ...
+    def next_step(self) -> list[MicroBatch]: ...
+    def all_microbatches(self, max_batches: int | None = None) -> list[MicroBatch]: ...
     def state_dict(self) -> dict: ...
 
 
@@ -49,20 +50,6 @@ class LoopParts:
     export_header: Any = None
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    if device.type == "cpu":
-        return batch
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-        elif hasattr(value, "cu_seqlens_q"):  # PackedSeqParams
-            value.cu_seqlens_q = value.cu_seqlens_q.to(device)
-            value.cu_seqlens_kv = value.cu_seqlens_kv.to(device)
-        out[key] = value
-    return out
-
-
 def _sum_over_dp(values: list[float]) -> list[float]:
     from megatron.core import parallel_state
 
@@ -76,7 +63,7 @@ def _sum_over_dp(values: list[float]) -> list[float]:
 
 def validate(parts: LoopParts, max_batches: int | None) -> tuple[float, int]:
     assert parts.valid_data is not None
-    microbatches = [to_device(mb, parts.device) for mb in parts.valid_data.all_microbatches(max_batches)]
+    microbatches = [mb.to(parts.device) for mb in parts.valid_data.all_microbatches(max_batches)]
     return evaluate(
         parts.model_chunks,
         microbatches,
@@ -86,10 +73,10 @@ def validate(parts: LoopParts, max_batches: int | None) -> tuple[float, int]:
     )
 
 
-def next_train_step(parts: LoopParts) -> tuple[list[dict[str, Any]], Any]:
+def next_train_step(parts: LoopParts) -> tuple[list[MicroBatch], StepOutput]:
     """This rank's micro-batches of the next global batch, and the optimizer step taken on them (the loop's
     step, also what `benchmarks/sft_throughput.py` times)."""
-    microbatches = [to_device(mb, parts.device) for mb in parts.train_data.next_step()]
+    microbatches = [mb.to(parts.device) for mb in parts.train_data.next_step()]
     out = train_step(
         parts.model_chunks,
         parts.optimizer,
@@ -125,7 +112,7 @@ def train_loop(
 
         # 1-2. the next global batch: forward/backward, grad all-reduce, guard, clip, update, lr
         microbatches, out = next_train_step(parts)
-        (real_tokens,) = _sum_over_dp([float(sum(mb["real_tokens"] for mb in microbatches))])
+        (real_tokens,) = _sum_over_dp([float(sum(mb.real_tokens for mb in microbatches))])
         seconds = time.perf_counter() - tick
 
         # 3. NaN/Inf guard: the update was skipped; stop after too many in a row

@@ -19,7 +19,6 @@ from protein_llm_nemo.training.build import (
     build_training,
     device,
     export_header,
-    forward_step_for,
     log_parameter_counts,
     resolve_arch,
     restore,
@@ -27,6 +26,7 @@ from protein_llm_nemo.training.build import (
 from protein_llm_nemo.training.config import SSLConfig
 from protein_llm_nemo.training.loop import LoopParts, Session
 from protein_llm_nemo.training.result import TrainResult
+from protein_llm_nemo.training.step import make_forward_step
 
 logger = get_logger(__name__)
 
@@ -103,7 +103,7 @@ def setup_ssl(config: SSLConfig) -> Session:
         model_chunks=model_chunks,
         optimizer=optimizer,
         scheduler=scheduler,
-        forward_step=forward_step_for(arch),
+        forward_step=make_forward_step(),
         train_data=train_data,
         valid_data=valid_data,
         metrics=build_metrics(config.logging, config.checkpoint, config.train, start_step, config),

@@ -1,7 +1,7 @@
 """One optimizer step: micro-batches through megatron's pipeline schedule, gradient all-reduce and
 per-token normalisation (`finalize_model_grads`), grad norms, NaN/Inf guard, clipping, update, lr step.
 
-    forward_step = make_forward_step(real_vocab_size)
+    forward_step = make_forward_step()
     out = train_step(chunks, optimizer, scheduler, microbatches, forward_step, seq_length, micro_batch_size,
                      clip_grad=1.0)
 
@@ -23,7 +23,8 @@ import torch.distributed as dist
 
 from protein_llm_nemo.models.protein_llm import PARAMETER_GROUPS
 from protein_llm_nemo.training.ddp import unwrap
-from protein_llm_nemo.training.loss import loss_func_for, token_losses
+from protein_llm_nemo.training.loss import loss_func_for
+from protein_llm_nemo.training.microbatch import MicroBatch
 from protein_llm_nemo.training.optimizer import strip_wrapper_prefix
 
 
@@ -38,30 +39,14 @@ class StepOutput:
 
 
 # -- the forward step megatron's schedules call ---------------------------------------------------------
-MODEL_INPUTS = (
-    "protein_embeddings",
-    "protein_mask",
-    "packed_seq_params",
-    "segment_ids",
-)
-
-
-def make_forward_step(real_vocab_size: int) -> Callable:
-    """`forward_step(data_iterator, model) -> (output, loss_func)` for `get_forward_backward_func`.
-
-    A micro-batch is a dict: input_ids, position_ids, labels, loss_mask (aligned with labels),
-    attention_mask (None = causal), and optionally protein_embeddings/protein_mask, packed_seq_params,
-    segment_ids. On the last pipeline stage the output is the per-token loss `[B, S]`.
-    """
-    from megatron.core import parallel_state
+def make_forward_step() -> Callable:
+    """`forward_step(data_iterator, model) -> (output, loss_func)` for `get_forward_backward_func`; the
+    iterator yields `MicroBatch`es. The model computes the loss itself (labels and loss mask given): on the
+    last pipeline stage the output is the per-token loss `[B, S]` over the real vocabulary."""
 
     def forward_step(data_iterator, model):
-        batch = next(data_iterator)
-        kwargs = {key: batch[key] for key in MODEL_INPUTS if batch.get(key) is not None}
-        output = model(batch["input_ids"], batch["position_ids"], batch.get("attention_mask"), **kwargs)
-        if parallel_state.is_pipeline_last_stage():
-            output = token_losses(output, batch["labels"], batch["loss_mask"], real_vocab_size)
-        return output, loss_func_for(batch["loss_mask"])
+        batch: MicroBatch = next(data_iterator)
+        return model(**batch.model_inputs()), loss_func_for(batch.loss_mask)
 
     return forward_step
 
@@ -107,20 +92,23 @@ def reduce_loss_reports(reports: list[dict], device: torch.device) -> tuple[floa
 def group_grad_norms(model_chunks: Sequence[torch.nn.Module]) -> dict[str, float]:
     """L2 norm of the (finalised) gradients per parameter group (language_model, lora, bridge, gates,
     protein_tokens), each TP-sharded tensor counted once over TP and PP. Groups without trainable
-    parameters are left out. Meaningless with the distributed optimizer (grads are reduce-scattered)."""
+    parameters are left out. Meaningless with the distributed optimizer (grads are reduce-scattered).
+
+    Computed on the gradients' device: one `_foreach_norm` per group, one all-reduce and one host transfer
+    for all groups together (a per-parameter `.cpu()` would sync the device hundreds of times)."""
     from megatron.core import parallel_state
     from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
     from protein_llm_nemo.models.protein_llm import parameter_group
 
-    squares = torch.zeros(len(PARAMETER_GROUPS), dtype=torch.float64)
-    present = torch.zeros(len(PARAMETER_GROUPS), dtype=torch.float64)
+    grads: list[list[torch.Tensor]] = [[] for _ in PARAMETER_GROUPS]
+    present = [False] * len(PARAMETER_GROUPS)
     for chunk in model_chunks:
         for name, param in chunk.named_parameters():
             if not param.requires_grad:
                 continue
             index = PARAMETER_GROUPS.index(parameter_group(strip_wrapper_prefix(name)))
-            present[index] = 1.0
+            present[index] = True
             grad = getattr(param, "main_grad", None)
             if grad is None:
                 grad = param.grad
@@ -128,16 +116,35 @@ def group_grad_norms(model_chunks: Sequence[torch.nn.Module]) -> dict[str, float
                 continue
             if not param_is_not_tensor_parallel_duplicate(param):
                 continue
-            squares[index] += grad.detach().double().pow(2).sum().cpu()
+            grads[index].append(grad.detach())
+    num_groups = len(PARAMETER_GROUPS)
+    # [squares of each group, presence of each group]: filled on the device (a tensor built from a host list
+    # would be a blocking copy), reduced and read back together.
+    both = torch.zeros(2 * num_groups, dtype=torch.float64, device=_reduce_device())
+    for index, group_grads in enumerate(grads):
+        if group_grads:
+            both[index] = _sum_of_squares(group_grads)
+        if present[index]:
+            both[num_groups + index] = 1.0
     if dist.is_initialized():
-        both = torch.cat([squares, present]).to(_reduce_device())
         dist.all_reduce(both, group=parallel_state.get_model_parallel_group())
-        squares, present = both[: len(PARAMETER_GROUPS)].cpu(), both[len(PARAMETER_GROUPS) :].cpu()
+    values = both.tolist()  # the one host transfer
     return {
-        group: math.sqrt(float(squares[i]))
-        for i, group in enumerate(PARAMETER_GROUPS)
-        if float(present[i]) > 0
+        group: math.sqrt(values[i]) for i, group in enumerate(PARAMETER_GROUPS) if values[num_groups + i] > 0
     }
+
+
+def _sum_of_squares(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of squared entries of `grads`, fp64, on their device: fused per-tensor norms (bf16/fp16 grads
+    accumulated in fp32, fp64 grads in fp64), no host sync."""
+    narrow = [g for g in grads if g.dtype != torch.float64]
+    wide = [g for g in grads if g.dtype == torch.float64]
+    norms = []
+    if narrow:
+        norms.append(torch.stack(torch._foreach_norm(narrow, 2.0, dtype=torch.float32)).double())
+    if wide:
+        norms.append(torch.stack(torch._foreach_norm(wide, 2.0)))
+    return torch.cat(norms).pow(2).sum()
 
 
 def _reduce_device() -> torch.device:
@@ -173,7 +180,7 @@ def train_step(
     model_chunks: Sequence[torch.nn.Module],
     optimizer: Any,
     scheduler: Any,
-    microbatches: Sequence[dict],
+    microbatches: Sequence[MicroBatch],
     forward_step: Callable,
     seq_length: int,
     micro_batch_size: int,
@@ -211,7 +218,7 @@ def train_step(
 @torch.no_grad()
 def evaluate(
     model_chunks: Sequence[torch.nn.Module],
-    microbatches: Sequence[dict],
+    microbatches: Sequence[MicroBatch],
     forward_step: Callable,
     seq_length: int,
     micro_batch_size: int,

@@ -8,14 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from protein_llm_nemo.conversion.checkpoints import load_protein_llm_checkpoint
 from protein_llm_nemo.conversion.hf_io import CheckpointError
 from protein_llm_nemo.conversion.megatron_io import CheckpointHeader
-from protein_llm_nemo.conversion.protein_llm import (
-    export_protein_llm_checkpoint,
-    hf_protein_llm_config,
-    import_protein_llm,
-    load_protein_llm_checkpoint,
-)
+from protein_llm_nemo.conversion.protein_llm_export import export_protein_llm_checkpoint
+from protein_llm_nemo.conversion.protein_llm_import import import_protein_llm
+from protein_llm_nemo.conversion.spec import hf_protein_llm_config
 from protein_llm_nemo.testing.export import tiny_spec
 
 

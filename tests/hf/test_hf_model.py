@@ -20,7 +20,7 @@ ENCODER = "esm2-tiny"  # 64-d random-weight encoder, registered offline
 def _tiny_hf(name: str, vocab_size: int = 1024, encoder: str | None = None, encoder_dim: int = 32):
     from transformers import AutoModelForCausalLM
 
-    from protein_llm_nemo.conversion.protein_llm import hf_protein_llm_config
+    from protein_llm_nemo.conversion.spec import hf_protein_llm_config
 
     spec = tiny_spec(name)
     spec.arch = type(spec.arch)(
@@ -109,7 +109,7 @@ def test_protein_count_mismatch_and_missing_embeddings_are_errors():
 @pytest.fixture(scope="module")
 def exported_with_encoder(tmp_path_factory):
     """A tied tiny ProteinLLM over the real Qwen3 vocabulary, referencing the offline esm2-tiny encoder."""
-    from protein_llm_nemo.conversion.protein_llm import _save_processor
+    from protein_llm_nemo.conversion.protein_llm_export import save_processor
     from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS, load_tokenizer
 
     folder = tmp_path_factory.mktemp("generate") / "model"
@@ -117,7 +117,7 @@ def exported_with_encoder(tmp_path_factory):
     model.config.protein_token_ids = list(PROTEIN_TOKEN_IDS.all)
     spec.protein_token_ids = PROTEIN_TOKEN_IDS
     model.save_pretrained(folder)
-    _save_processor(folder, spec, load_tokenizer())
+    save_processor(folder, spec, load_tokenizer())
     return folder
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from protein_llm_nemo.models.lora import LoRAConfig, peft_adapter_config
+from protein_llm_nemo.conversion.peft_adapter import peft_adapter_config
+from protein_llm_nemo.models.lora import LoRAConfig
 from protein_llm_nemo.models.qwen3 import qwen3_preset
 from protein_llm_nemo.testing.multiprocess import run_distributed
 
@@ -90,12 +91,14 @@ def _gathered_adapter_grads(model) -> dict[str, np.ndarray]:
 def _lora_body(rank: int, world_size: int, hf_dir: str, out_dir: str, load_from: str | None) -> dict:
     from megatron.core import dist_checkpointing
 
-    from protein_llm_nemo.conversion.convert import export_hf_checkpoint, load_hf_weights
     from protein_llm_nemo.conversion.hf_io import HFCheckpointReader
     from protein_llm_nemo.conversion.megatron_io import CheckpointHeader, save_megatron_checkpoint
+    from protein_llm_nemo.conversion.peft_adapter import save_peft_adapter
+    from protein_llm_nemo.conversion.qwen3_export import export_hf_checkpoint
+    from protein_llm_nemo.conversion.qwen3_import import load_hf_weights
     from protein_llm_nemo.models.forward import forward_logits as megatron_logits
     from protein_llm_nemo.models.forward import position_ids_for
-    from protein_llm_nemo.models.lora import apply_lora, lora_modules, merge_lora, save_peft_adapter
+    from protein_llm_nemo.models.lora import apply_lora, lora_modules, merge_lora
     from protein_llm_nemo.models.qwen3 import build_qwen3_model
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
@@ -190,10 +193,11 @@ def _pp_body(rank: int, world_size: int, hf_dir: str, out_dir: str, load_from: s
     """PP=2: the TP=2 LoRA checkpoint loads stage by stage; the PEFT export gathers both stages."""
     from megatron.core import dist_checkpointing
 
-    from protein_llm_nemo.conversion.convert import load_hf_weights
     from protein_llm_nemo.conversion.hf_io import HFCheckpointReader
+    from protein_llm_nemo.conversion.peft_adapter import save_peft_adapter
+    from protein_llm_nemo.conversion.qwen3_import import load_hf_weights
     from protein_llm_nemo.models.forward import forward_logits
-    from protein_llm_nemo.models.lora import apply_lora, save_peft_adapter
+    from protein_llm_nemo.models.lora import apply_lora
     from protein_llm_nemo.models.qwen3 import build_qwen3_model
     from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
 
@@ -223,8 +227,9 @@ def _peft_import_checks(build, arch, tokens, peft_dir: Path, out: Path) -> dict:
 
     from safetensors.torch import load_file, save_file
 
+    from protein_llm_nemo.conversion.peft_adapter import load_peft_adapter
     from protein_llm_nemo.models.forward import forward_logits
-    from protein_llm_nemo.models.lora import apply_lora, load_peft_adapter
+    from protein_llm_nemo.models.lora import apply_lora
 
     model = build()
     apply_lora(model, LoRAConfig(**CONFIG, seed=7))

@@ -3,6 +3,8 @@ there, load at PP=2, save there, load back at TP=1; logits stay those of the fir
 
 Covers `ProteinLLMModel.sharded_state_dict`: TP-sharded bridge linears, the boundary-token table, the
 gated blocks stacked over blocks (k=2: only layer 1 has one), flamingo's pipeline-replicated resampler.
+Through the shared loader (`models/dist_checkpoint.py`): a Qwen3 checkpoint loads into a ProteinLLM's LLM,
+a training checkpoint's weights load without its optimizer, and a model of another bridge is refused.
 """
 
 from __future__ import annotations
@@ -62,3 +64,34 @@ def test_qwen3_checkpoint_loads_into_a_tp2_flamingo_model_that_then_equals_it(tm
         assert np.abs(result["before"] - plain["logits"]).max() > 1e-3  # another init before the load
         assert np.abs(result["after"] - plain["logits"]).max() < 1e-5  # the plain LLM after it (gates 0)
         assert result["table_ok"] is True  # boundary-token rows re-copied from the loaded embedding
+
+
+def _model_weights_body(rank: int, world_size: int, root: str) -> dict:
+    import torch
+
+    from protein_llm_nemo.models.dist_checkpoint import CheckpointMismatchError
+    from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
+    from protein_llm_nemo.testing.tiny import build_tiny_model, tiny_bridge_config
+    from protein_llm_nemo.training.checkpoint import load_model_weights, save_checkpoint
+
+    initialize_distributed(ParallelConfig(1, 1), seed=0)
+    trained = build_tiny_model(tiny_bridge_config("mlp"), seed=1)
+    step_dir = save_checkpoint(root, 3, [trained], None, None, {"consumed": 6})
+    fresh = build_tiny_model(tiny_bridge_config("mlp"), seed=2)
+    differed = any(
+        not torch.equal(a, b) for a, b in zip(trained.parameters(), fresh.parameters(), strict=True)
+    )
+    load_model_weights(step_dir, [fresh])
+    equal = all(torch.equal(a, b) for a, b in zip(trained.parameters(), fresh.parameters(), strict=True))
+    try:
+        load_model_weights(step_dir, [build_tiny_model(tiny_bridge_config("perceiver"), seed=2)])
+        error = ""
+    except CheckpointMismatchError as exc:
+        error = str(exc)
+    return {"differed": differed, "equal": equal, "error": error}
+
+
+def test_training_checkpoint_weights_load_alone_and_another_bridge_is_refused(tmp_path):
+    (result,) = run_distributed(_model_weights_body, world_size=1, args=(str(tmp_path),))
+    assert result["differed"] and result["equal"]  # optimizer, scheduler and data state are left behind
+    assert "cannot load it into the model" in result["error"] and "bridge." in result["error"]

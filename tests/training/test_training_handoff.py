@@ -79,10 +79,8 @@ def test_sft_starts_from_the_ssl_language_model(tmp_path):
 
 
 def _sft_and_export_body(rank: int, world_size: int, data_dir: str, run_dir: str, out: str) -> float:
-    from protein_llm_nemo.conversion.protein_llm import (
-        export_protein_llm_checkpoint,
-        load_protein_llm_checkpoint,
-    )
+    from protein_llm_nemo.conversion.checkpoints import load_protein_llm_checkpoint
+    from protein_llm_nemo.conversion.protein_llm_export import export_protein_llm_checkpoint
     from protein_llm_nemo.hf import ProteinLLMForCausalLM
     from protein_llm_nemo.training.checkpoint import latest_checkpoint
     from protein_llm_nemo.training.sft import run_sft

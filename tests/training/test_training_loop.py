@@ -68,16 +68,9 @@ def _one_step(rank: int, world_size: int, data_dir: str, micro_batch_size: int) 
     with torch.no_grad():
         session.model.eval()
         for mb in valid:
-            logits = session.model(
-                mb["input_ids"],
-                mb["position_ids"],
-                mb["attention_mask"],
-                protein_embeddings=mb["protein_embeddings"],
-                protein_mask=mb["protein_mask"],
-                packed_seq_params=mb.get("packed_seq_params"),
-            )
-            keep = mb["labels"] != -100
-            total += float(F.cross_entropy(logits[keep], mb["labels"][keep], reduction="sum"))
+            logits = session.model(**mb.model_inputs(targets=False))
+            keep = mb.labels != -100
+            total += float(F.cross_entropy(logits[keep], mb.labels[keep], reduction="sum"))
             count += int(keep.sum())
     result["valid_torch"] = total / count
     return result if rank == 0 else {}
