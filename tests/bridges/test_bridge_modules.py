@@ -9,16 +9,23 @@ import io
 import pytest
 import torch
 
-from protein_llm_nemo.bridges import BridgeConfig, get_bridge_config, list_bridges, register_bridge
+from protein_llm_nemo.bridges import (
+    BridgeConfig,
+    get_bridge_config,
+    get_bridge_config_class,
+    list_bridges,
+    register_bridge,
+)
 from protein_llm_nemo.testing.multiprocess import run_distributed
 from protein_llm_nemo.testing.tiny import (
     TINY_ENCODER_DIM,
+    built_in_bridges,
     tiny_arch,
     tiny_bridge_config,
     to_portable,
 )
 
-ENCODER_BRIDGES = ["mlp", "perceiver", "flamingo"]
+ENCODER_BRIDGES = [n for n in built_in_bridges() if get_bridge_config_class(n).uses_encoder]
 
 
 # -- registry and configs (no process group needed) ------------------------------------------------------
@@ -132,7 +139,9 @@ def _twin_checks(language_config, embeddings, mask) -> dict:
         out[f"{name}_twin_shapes_equal"] = shapes == {n: tuple(p.shape) for n, p in twin.state_dict().items()}
         twin.load_state_dict(weights)
         with torch.no_grad():
-            out[f"{name}_twin_diff"] = float((megatron(embeddings, mask) - twin(embeddings, mask)).abs().max())
+            out[f"{name}_twin_diff"] = float(
+                (megatron(embeddings, mask) - twin(embeddings, mask)).abs().max()
+            )
     flamingo = tiny_bridge_config("flamingo")
     args = (hidden, language_config.num_attention_heads, language_config.kv_channels, 1e-6)
     block = flamingo.cross_attention_block(MegatronLayers(language_config), *args).eval()

@@ -12,8 +12,9 @@ import pytest
 from protein_llm_nemo.models.protein_llm import parameter_group
 from protein_llm_nemo.testing.layouts import layout_run, reference_run
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.tiny import built_in_bridges
 
-BRIDGES = ["text", "mlp", "perceiver", "flamingo"]
+BRIDGES = built_in_bridges()
 TOL = 1e-5
 
 

@@ -5,7 +5,6 @@ plain `transformers` (the export records this module, so `AutoModelForCausalLM` 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -62,10 +61,8 @@ def _tensor_parallel(rank: int, world_size: int, reference: Any) -> Any:
 
 
 def _train_and_export(rank: int, world_size: int, data_dir: str, run_dir: str, out: str) -> dict:
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "training"))
-    from training_fixtures import tiny_config
-
     from protein_llm_nemo.conversion import export_protein_llm_checkpoint
+    from protein_llm_nemo.testing.sft import tiny_config
     from protein_llm_nemo.training import BridgeSelection
     from protein_llm_nemo.training.checkpoint import latest_checkpoint
     from protein_llm_nemo.training.sft import run_sft
@@ -95,8 +92,7 @@ def test_the_plugin_bridge_is_exact_at_tensor_parallel_2(reference):
 def test_the_plugin_bridge_trains_exports_and_generates(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "training"))
-    from training_fixtures import write_records
+    from protein_llm_nemo.testing.sft import write_records
 
     data = tmp_path / "data"
     data.mkdir()

@@ -254,9 +254,10 @@ def test_growing_input_adds_only_new_sequences(encoder, tmp_path):
 
 
 def test_one_process_per_rank(encoder, tmp_path):
-    from protein_llm_nemo.encoders.cache import CacheIdentity, _RankWriter
+    from protein_llm_nemo.encoders.cache import CacheIdentity
+    from protein_llm_nemo.encoders.cache.build import RankWriter
 
-    holder = _RankWriter(tmp_path / "rank-00000-of-00001", CacheIdentity.of(encoder), 4096)
+    holder = RankWriter(tmp_path / "rank-00000-of-00001", CacheIdentity.of(encoder), 4096)
     try:
         with pytest.raises(CacheError, match="another process"):
             build(encoder, tmp_path)

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from protein_llm_nemo.bridges import get_bridge_config_class
 from protein_llm_nemo.testing.export import export_run, import_export_run, tied_export_run, tiny_spec
 from protein_llm_nemo.testing.export import read_folder_tensors as _tensors
 from protein_llm_nemo.testing.multiprocess import run_distributed
-from protein_llm_nemo.testing.tiny import tiny_batch
+from protein_llm_nemo.testing.tiny import built_in_bridges, tiny_batch
 
-BRIDGES = ["text", "mlp", "perceiver", "flamingo"]
-EMBEDDING_BRIDGES = BRIDGES[1:]
+BRIDGES = built_in_bridges()
+EMBEDDING_BRIDGES = [name for name in BRIDGES if get_bridge_config_class(name).uses_encoder]
 REPO = Path(__file__).resolve().parents[2]
 
 

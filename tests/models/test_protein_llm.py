@@ -16,13 +16,14 @@ from protein_llm_nemo.testing.tiny import (
     TINY_ENCODER_DIM,
     TINY_TOKEN_IDS,
     build_tiny_model,
+    built_in_bridges,
     tiny_arch,
     tiny_batch,
     tiny_bridge_config,
     to_portable,
 )
 
-BRIDGES = ["text", "mlp", "perceiver", "flamingo"]
+BRIDGES = built_in_bridges()
 SEED = 4321
 
 

@@ -7,21 +7,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from training_fixtures import tiny_config, write_records
 
+from protein_llm_nemo.bridges import get_bridge_config_class
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.sft import tiny_config, write_records
+from protein_llm_nemo.testing.tiny import built_in_bridges
 
-SIZES = {
-    "text": {},
-    "perceiver": {"num_slots": 4, "latent_dim": 24, "num_heads": 4, "ffn_hidden_size": 40, "num_layers": 1},
-    "flamingo": {
-        "num_latents": 4,
-        "num_layers": 1,
-        "num_heads": 4,
-        "ffn_mult": 2,
-        "cross_attention_every": 1,
-    },
-}
+# every built-in bridge but mlp (the other training tests run it), at its registered test sizes
+BRIDGES = [name for name in built_in_bridges() if name != "mlp"]
 
 
 def _bridges(rank: int, world_size: int, data_dir: str) -> dict:
@@ -29,12 +22,12 @@ def _bridges(rank: int, world_size: int, data_dir: str) -> dict:
     from protein_llm_nemo.training.sft import setup_sft
 
     out = {}
-    for name, sizes in SIZES.items():
+    for name in BRIDGES:
         config = tiny_config(data_dir, train__max_steps=1)
-        config.bridge = BridgeSelection(name, dict(sizes))
+        config.bridge = BridgeSelection(name, dict(get_bridge_config_class(name).test_sizes))
         config.data.valid_path = None
         session = setup_sft(config)
-        if name == "flamingo":  # open the gates so that the cross-attention weights get gradients too
+        if get_bridge_config_class(name).cross_attention:  # open the gates: the blocks' weights get grads too
             for pname, param in session.model.named_parameters():
                 if pname.endswith(("attn_gate", "ffn_gate")):
                     param.data.fill_(0.5)
@@ -54,13 +47,14 @@ def results(tmp_path_factory):
     return run_distributed(_bridges, world_size=1, args=(str(folder),))[0]
 
 
-@pytest.mark.parametrize("name", list(SIZES))
+@pytest.mark.parametrize("name", BRIDGES)
 def test_bridge_trains(results, name):
     result = results[name]
     assert len(result["losses"]) == 1 and math.isfinite(result["losses"][0])
-    if name == "text":
+    config = get_bridge_config_class(name)
+    if not config.uses_encoder:
         assert result["groups"] == {}  # frozen LLM, no encoder, no LoRA: nothing to train
     else:
         assert result["groups"]["bridge"] > 0 and result["groups"]["protein_tokens"] > 0
-    if name == "flamingo":
+    if config.cross_attention:
         assert result["groups"]["gates"] > 0

@@ -8,9 +8,9 @@ import random
 from pathlib import Path
 
 import torch
-from training_fixtures import tiny_config, write_records
 
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.sft import tiny_config, write_records
 
 
 def _ssl_records(path: Path) -> str:

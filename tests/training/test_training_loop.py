@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import tiny_config, trainable_grads, write_records
 
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.sft import tiny_config, trainable_grads, write_records
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ pipeline schedule, vocab-parallel loss, per-group grad norms and the optimizer a
 from __future__ import annotations
 
 import pytest
-from training_fixtures import tiny_config, write_records
 
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.sft import tiny_config, write_records
 
 
 def _save_llm(rank: int, world_size: int, folder: str) -> None:

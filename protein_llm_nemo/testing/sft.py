@@ -1,5 +1,6 @@
-"""Shared pieces of the training tests: small record files and a tiny SFT config (mlp bridge, live tiny
-ESM C encoder, the real Qwen3 tokenizer, 48-token packs). Imported by the test modules and their rank bodies."""
+"""Tiny SFT fixtures shared by the tests: small canonical record files and a tiny SFT config (mlp bridge,
+live tiny ESM C encoder, the real Qwen3 tokenizer, 48-token packs). Imported by test modules and their rank
+bodies."""
 
 from __future__ import annotations
 
