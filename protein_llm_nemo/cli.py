@@ -14,7 +14,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "protein_llm_nemo.conversion.cli",
     "protein_llm_nemo.encoders.cli",
     "protein_llm_nemo.data.cli",
-    "protein_llm_nemo.bridges.cli",
+    "protein_llm_nemo.models.cli",
     "protein_llm_nemo.hf.generate_cli",
 )
 

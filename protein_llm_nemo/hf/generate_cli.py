@@ -42,9 +42,7 @@ class Generator:
 
     def __init__(self, folder: str, device: str | None = None, dtype: str | None = None, system_prompt=None):
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        import protein_llm_nemo  # noqa: F401  (registers the Auto classes)
+        from transformers import AutoConfig, AutoModelForCausalLM  # Auto classes: registered by our package
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = getattr(torch, dtype) if dtype else (

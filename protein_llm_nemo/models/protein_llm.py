@@ -17,9 +17,8 @@ The three boundary tokens get their own small trainable table (`protein_token_em
 overrides the frozen LLM embedding rows; it is initialised from those rows (call
 `reset_protein_token_embeddings()` again after loading LLM weights) and is part of the saved state.
 
-Parameter groups (by name, see `parameter_group`): `language_model`, `lora` (the adapters that
-`models.lora.apply_lora` adds to `language_model`), `bridge` (bridge modules and the gated blocks'
-weights), `gates` (the tanh gates), `protein_tokens`.
+Parameter groups (`models/parameter_groups.py`): `language_model`, `lora`, `bridge`, `gates`,
+`protein_tokens`, for per-group learning rates, grad norms and freezing.
 
 Pipeline parallelism: the bridge lives on the first stage for splicing bridges; for flamingo every stage
 holds a resampler replica (see `bridges/flamingo.py`); sum their gradients with
@@ -40,7 +39,6 @@ from megatron.core.transformer.module import MegatronModule
 from torch import nn
 
 from protein_llm_nemo.bridges import BridgeConfig
-from protein_llm_nemo.bridges.blocks.gated_cross_attention import GATE_PARAMETER_NAMES
 from protein_llm_nemo.bridges.blocks.inputs import (
     cross_attention_context,
     embed_protein_tokens,
@@ -48,33 +46,13 @@ from protein_llm_nemo.bridges.blocks.inputs import (
     resolve_protein_inputs,
 )
 from protein_llm_nemo.bridges.blocks.megatron import sharded_state_dict_of
+from protein_llm_nemo.models.parameter_groups import ParameterGroups
 from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS, ProteinTokenIds
 
-__all__ = [
-    "PARAMETER_GROUPS",
-    "ProteinLLMModel",
-    "build_protein_llm",
-    "parameter_group",
-]
-
-PARAMETER_GROUPS = ("language_model", "lora", "bridge", "gates", "protein_tokens")
+__all__ = ["ProteinLLMModel", "build_protein_llm"]
 
 
-def parameter_group(name: str) -> str:
-    """The parameter group of a `ProteinLLMModel` parameter name."""
-    parts = name.split(".")
-    if any("lora" in part or "adapter" in part for part in parts):
-        return "lora"
-    if parts[0] == "protein_token_embeddings":
-        return "protein_tokens"
-    if "gated_cross_attention" in parts:
-        return "gates" if parts[-1] in GATE_PARAMETER_NAMES else "bridge"
-    if parts[0] == "bridge":
-        return "bridge"
-    return "language_model"
-
-
-class ProteinLLMModel(MegatronModule):
+class ProteinLLMModel(ParameterGroups, MegatronModule):
     def __init__(
         self,
         language_model: nn.Module,
@@ -319,50 +297,6 @@ class ProteinLLMModel(MegatronModule):
                     entry.replica_id = (pp_rank, *replica[1:]) if isinstance(replica, tuple) else pp_rank
             state.update(bridge_state)
         return state
-
-    # -- parameter groups and freezing -------------------------------------------------------------
-    def named_parameter_groups(
-        self, trainable_only: bool = True
-    ) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Parameters by group name (every group present, possibly empty) for per-group LR and grad norms."""
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {name: [] for name in PARAMETER_GROUPS}
-        for name, param in self.named_parameters():
-            if trainable_only and not param.requires_grad:
-                continue
-            groups[parameter_group(name)].append((name, param))
-        return groups
-
-    def set_trainable(self, group: str, trainable: bool) -> None:
-        if group not in PARAMETER_GROUPS:
-            raise ValueError(f"unknown parameter group {group!r}; choose one of {PARAMETER_GROUPS}")
-        for name, param in self.named_parameters():
-            if parameter_group(name) == group:
-                param.requires_grad_(trainable)
-
-    def freeze(
-        self,
-        language_model: bool | None = None,
-        bridge: bool | None = None,
-        protein_tokens: bool | None = None,
-        gates: bool | None = None,
-    ) -> None:
-        """Freeze (True) or unfreeze (False) groups; None leaves a group as it is. `bridge` covers the
-        bridge module and the gated blocks' weights; `gates` follows `bridge` unless given."""
-        if gates is None:
-            gates = bridge
-        for group, frozen in (
-            ("language_model", language_model),
-            ("bridge", bridge),
-            ("gates", gates),
-            ("protein_tokens", protein_tokens),
-        ):
-            if frozen is not None:
-                self.set_trainable(group, not frozen)
-
-    def num_parameters(self, group: str | None = None, trainable_only: bool = False) -> int:
-        groups = self.named_parameter_groups(trainable_only=trainable_only)
-        selected = groups[group] if group is not None else [p for items in groups.values() for p in items]
-        return sum(param.numel() for _, param in selected)
 
     # -- pipeline-replicated bridge (flamingo) ------------------------------------------------------
     def pipeline_replicated_parameters(self) -> Iterator[nn.Parameter]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from protein_llm_nemo.models.protein_llm import parameter_group
+from protein_llm_nemo.models.parameter_groups import parameter_group
 from protein_llm_nemo.training.config import OptimizerConfig
 
 BRIDGE_LR_ATTR = "protein_llm_bridge_lr"

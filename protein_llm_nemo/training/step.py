@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from protein_llm_nemo.models.protein_llm import PARAMETER_GROUPS
+from protein_llm_nemo.models.parameter_groups import PARAMETER_GROUPS
 from protein_llm_nemo.training.ddp import unwrap
 from protein_llm_nemo.training.loss import loss_func_for
 from protein_llm_nemo.training.microbatch import MicroBatch
@@ -99,7 +99,7 @@ def group_grad_norms(model_chunks: Sequence[torch.nn.Module]) -> dict[str, float
     from megatron.core import parallel_state
     from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
-    from protein_llm_nemo.models.protein_llm import parameter_group
+    from protein_llm_nemo.models.parameter_groups import parameter_group
 
     grads: list[list[torch.Tensor]] = [[] for _ in PARAMETER_GROUPS]
     present = [False] * len(PARAMETER_GROUPS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from protein_llm_nemo.models.protein_llm import parameter_group
+from protein_llm_nemo.models.parameter_groups import parameter_group
 from protein_llm_nemo.testing.layouts import layout_run, reference_run
 from protein_llm_nemo.testing.multiprocess import run_distributed
 from protein_llm_nemo.testing.tiny import built_in_bridges

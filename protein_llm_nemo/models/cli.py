@@ -1,4 +1,4 @@
-"""`protein-llm bridge-sizes`: trainable parameters of each bridge at real shapes (meta device, no memory)."""
+"""`protein-llm bridge-sizes`: trainable parameters of each bridge at a Qwen3 preset's shapes (meta device, no memory)."""
 
 from __future__ import annotations
 
