@@ -24,7 +24,8 @@ __all__ = [
     "format_size_report",
 ]
 
-# The reference implementation's counts (ESM3-open 1536 -> Qwen3-8B 4096), in parameters.
+# The reference implementation's counts at its one shape, ESM3-open (1536) -> Qwen3-8B (4096), in parameters.
+REFERENCE_SHAPE = (1536, 4096)
 REFERENCE_COUNTS: dict[tuple[str, str], float] = {
     ("mlp", "pooling"): 9.50e6,
     ("mlp", "projector"): 28.85e6,
@@ -90,8 +91,10 @@ def bridge_size_report(
         config = get_bridge_config(
             name, **({} if name == "text" else {"encoder_dim": encoder_dim}), **overrides
         )
+        at_reference_shape = (encoder_dim, arch.hidden_size) == REFERENCE_SHAPE
         for component, count in _components(config, arch):
-            rows.append(SizeRow(name, component, count, REFERENCE_COUNTS.get((name, component))))
+            reference = REFERENCE_COUNTS.get((name, component)) if at_reference_shape else None
+            rows.append(SizeRow(name, component, count, reference))
     return rows
 
 

@@ -126,18 +126,44 @@ def protein_slot_index(
 
     Made for splicing: ``decoder_input[rows, cols] = bridge_out.reshape(-1, hidden)`` when ``bridge_out`` is
     ``[num_proteins_in_batch, num_slots, hidden]`` in the same order as the proteins appear in the batch.
+    With ``num_slots`` (the forward pass's case) the groups are located and checked with tensor ops on the
+    ids' device and one host sync; a malformed group is then diagnosed by ``find_protein_slots``.
     """
     import torch
 
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
-    rows: list[int] = []
-    cols: list[int] = []
-    for b in range(input_ids.shape[0]):
+    if num_slots is not None and num_slots >= 1:
+        rows, starts = (input_ids == ids.start).nonzero(as_tuple=True)
+        ends = starts + num_slots + 1
+        width = input_ids.shape[1]
+        offsets = torch.arange(1, num_slots + 1, device=input_ids.device)
+        slot_cols = (starts[:, None] + offsets).reshape(-1)
+        slot_rows = rows.repeat_interleave(num_slots)
+        # Well-formed iff every start is followed by exactly num_slots embeds and an end, and no embed or
+        # end stands anywhere else (the counts): one boolean crosses to the host.
+        in_bounds = ends < width
+        checks = [
+            in_bounds.all(),
+            (input_ids == ids.embed).sum() == slot_cols.numel(),
+            (input_ids == ids.end).sum() == starts.numel(),
+        ]
+        if starts.numel():
+            safe_ends = torch.where(in_bounds, ends, torch.zeros_like(ends))
+            safe_cols = slot_cols.clamp(max=width - 1)
+            checks += [
+                (input_ids[slot_rows, safe_cols] == ids.embed).all(),
+                (input_ids[rows, safe_ends] == ids.end).all(),
+            ]
+        if bool(torch.stack(checks).all()):
+            return slot_rows, slot_cols
+    out_rows: list[int] = []
+    out_cols: list[int] = []
+    for b in range(input_ids.shape[0]):  # the exact diagnosis (or the general case without num_slots)
         for span in find_protein_slots(input_ids[b], ids, num_slots):
-            rows += [b] * span.num_slots
-            cols += list(span.slot_positions)
+            out_rows += [b] * span.num_slots
+            out_cols += list(span.slot_positions)
     device = input_ids.device
-    return torch.tensor(rows, dtype=torch.long, device=device), torch.tensor(
-        cols, dtype=torch.long, device=device
+    return torch.tensor(out_rows, dtype=torch.long, device=device), torch.tensor(
+        out_cols, dtype=torch.long, device=device
     )

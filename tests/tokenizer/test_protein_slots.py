@@ -98,3 +98,35 @@ def test_protein_slot_index_for_splicing(fmt):
 def test_find_protein_slots_valid_minimal():
     assert find_protein_slots([5, S, E, E, X, 6, S, E, X]) == [ProteinSpan(1, 4), ProteinSpan(6, 8)]
     assert list(ProteinSpan(6, 8).slot_positions) == [7]
+
+
+def _random_rows(generator: torch.Generator, num_slots: int) -> torch.Tensor:
+    """Rows of text tokens with 0-3 well-formed protein groups each, right-padded with token 0."""
+    S, E, X = PROTEIN_TOKEN_IDS.start, PROTEIN_TOKEN_IDS.embed, PROTEIN_TOKEN_IDS.end
+    rows = []
+    for _ in range(5):
+        row: list[int] = []
+        for _ in range(int(torch.randint(0, 4, (1,), generator=generator))):
+            row += torch.randint(10, 99, (int(torch.randint(0, 4, (1,), generator=generator)),)).tolist()
+            row += [S] + [E] * num_slots + [X]
+        rows.append(row + [7])
+    width = max(map(len, rows)) + 2
+    return torch.tensor([row + [0] * (width - len(row)) for row in rows])
+
+
+@pytest.mark.parametrize("num_slots", [1, 3])
+def test_vectorised_slot_index_equals_the_scan_and_still_diagnoses_malformed_rows(num_slots):
+    generator = torch.Generator().manual_seed(num_slots)
+    for _ in range(20):
+        ids = _random_rows(generator, num_slots)
+        fast = protein_slot_index(ids, PROTEIN_TOKEN_IDS, num_slots)
+        scan = protein_slot_index(ids, PROTEIN_TOKEN_IDS)  # no slot count: the per-row scan
+        assert all(torch.equal(a, b) for a, b in zip(fast, scan, strict=True))
+    ids = _random_rows(generator, num_slots)
+    row = int((ids == PROTEIN_TOKEN_IDS.start).nonzero()[0, 0])
+    broken = ids.clone()
+    broken[row, (broken[row] == PROTEIN_TOKEN_IDS.end).nonzero()[0, 0]] = 5  # a group never closed
+    with pytest.raises(ValueError, match="never closed|inside the protein group"):
+        protein_slot_index(broken, PROTEIN_TOKEN_IDS, num_slots)
+    with pytest.raises(ValueError, match=f"expected {num_slots + 1}"):
+        protein_slot_index(ids, PROTEIN_TOKEN_IDS, num_slots + 1)
