@@ -2,7 +2,6 @@
 
 __version__ = "0.1.0"
 
-# Registers the HF ProteinLLM classes with transformers' Auto classes, lazily (no transformers import here).
-from protein_llm_nemo.hf import _registration as _hf_registration  # noqa: E402
-
-_hf_registration.install()
+# Importing `hf` registers the HF ProteinLLM classes with transformers' Auto classes, lazily (it imports
+# neither torch nor transformers).
+from protein_llm_nemo import hf as hf  # noqa: E402
