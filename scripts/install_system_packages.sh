@@ -8,7 +8,8 @@ for pkg in "$@"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
-  echo "setup: please install the Debian packages: ${missing[*]} (no root, no sudo)" >&2; exit 0
+  echo "setup: please install the Debian packages: ${missing[*]} (no root, no sudo); until then" \
+    "\`make test\` fails (PROTEIN_LLM_ALLOW_MISSING_TOOLS=1 skips their tests instead)" >&2; exit 0
 fi
 echo "setup: installing Debian packages: ${missing[*]}"
 $SUDO apt-get update -qq

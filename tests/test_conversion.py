@@ -22,7 +22,7 @@ from protein_llm_nemo.conversion.hf_io import (
 )
 from protein_llm_nemo.conversion.qwen3_export import export_plan
 from protein_llm_nemo.conversion.roundtrip import save_random_hf_qwen3
-from protein_llm_nemo.models.qwen3 import qwen3_preset
+from protein_llm_nemo.models.qwen3 import Qwen3Arch, qwen3_preset
 from protein_llm_nemo.testing.multiprocess import DistributedTestError, run_distributed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,3 +348,208 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
 def test_unreachable_layout_is_reported(tmp_path, hf_tiny):
     with pytest.raises(DistributedTestError, match="not divisible"):
         run_distributed(_import_body, world_size=1, args=(str(hf_tiny), str(tmp_path / "o"), 2, 1))
+
+
+# ---------------------------------------------------------------- unreadable files: one line naming the file
+
+
+def _cli_body(rank: int, world_size: int, argv: list[str]) -> tuple[int, str]:
+    """`protein-llm <argv>` in this process: its exit code and everything it wrote to stderr."""
+    import contextlib
+    import io
+
+    from protein_llm_nemo.cli import main
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return code, stderr.getvalue()
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _broken_hf(hf_tiny: Path, target: Path, what: str) -> tuple[Path, str]:
+    shutil.copytree(hf_tiny, target)
+    if what == "truncated-safetensors":
+        _truncate(target / "model.safetensors")
+        return target, rf"{re.escape(str(target / 'model.safetensors'))} is not a readable safetensors file"
+    (target / "config.json").write_text('{\n  "model_type": "qwen3",\n  "hidden_size": 64,,\n}\n')
+    return (
+        target,
+        rf"{re.escape(str(target / 'config.json'))} is corrupt: not valid JSON .* line 3, column 21",
+    )
+
+
+@pytest.mark.parametrize("what", ["truncated-safetensors", "malformed-config"])
+def test_import_cli_names_the_unreadable_file_in_one_line(tmp_path, hf_tiny, what):
+    broken, expected = _broken_hf(hf_tiny, tmp_path / "hf", what)
+    out = tmp_path / "out"
+    argv = ["convert", "import", "--hf-model", str(broken), "--out", str(out)]
+    ((code, stderr),) = run_distributed(_cli_body, world_size=1, args=(argv,))
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, stderr
+    assert re.search(expected, errors[0]), errors[0]
+    assert "Traceback" not in stderr and not out.exists()
+
+
+def test_reader_errors_name_the_file(tmp_path, hf_tiny):
+    broken, expected = _broken_hf(hf_tiny, tmp_path / "hf", "truncated-safetensors")
+    with pytest.raises(CheckpointError, match=expected):
+        HFCheckpointReader(broken)
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-1.safetensors"]}')
+    with pytest.raises(CheckpointError, match=r"index.json is corrupt: not valid JSON .* line 1, column 43"):
+        HFCheckpointReader(sharded)
+
+
+def _truncated_checkpoint(megatron_tiny: Path, target: Path) -> Path:
+    shutil.copytree(megatron_tiny, target)
+    _truncate(max(target.glob("*.distcp"), key=lambda p: p.stat().st_size))
+    return target
+
+
+def test_export_cli_names_a_truncated_distcp_in_one_line(tmp_path, megatron_tiny):
+    broken = _truncated_checkpoint(megatron_tiny, tmp_path / "megatron")
+    out = tmp_path / "out"
+    argv = ["convert", "export", "--checkpoint", str(broken), "--out", str(out)]
+    ((code, stderr),) = run_distributed(_cli_body, world_size=1, args=(argv,))
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, stderr
+    assert re.search(r"__0_\d\.distcp is truncated \(\d+ of \d+ bytes\)", errors[0]), errors[0]
+    assert "Traceback" not in stderr and not out.exists()
+
+
+def _load_truncated_body(rank: int, world_size: int, checkpoint: str) -> str:
+    from protein_llm_nemo.conversion.checkpoints import build_model_for_checkpoint
+    from protein_llm_nemo.runtime import initialize_distributed
+
+    initialize_distributed()
+    try:
+        build_model_for_checkpoint(checkpoint)
+    except CheckpointError as error:
+        return str(error)
+    return "no error"
+
+
+def test_loading_a_truncated_distcp_names_the_file(tmp_path, megatron_tiny):
+    broken = _truncated_checkpoint(megatron_tiny, tmp_path / "megatron")
+    (error,) = run_distributed(_load_truncated_body, world_size=1, args=(str(broken),))
+    assert re.search(r"__0_\d\.distcp is truncated \(\d+ of \d+ bytes\)", error), error
+
+
+# ---------------------------------------------------------------- what an export says about itself
+
+IM_END, END_OF_TEXT = 151645, 151643
+
+
+@pytest.fixture(scope="module")
+def exported_tiny(tmp_path_factory, megatron_tiny) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "hf"
+    run_distributed(_export_body, world_size=1, args=(str(megatron_tiny), str(out), 2 * 1024**3))
+    return out
+
+
+def test_exported_config_has_what_transformers_and_vllm_read(exported_tiny):
+    from transformers import AutoConfig
+
+    config = json.loads((exported_tiny / "config.json").read_text())
+    arch = qwen3_preset("tiny")
+    # vLLM resolves the model class from `architectures` (vllm/model_executor/models/registry.py), the dtype
+    # from `torch_dtype` (vllm/config.py `_find_dtype`) and its Qwen3 layers read `rope_theta`,
+    # `rms_norm_eps`, `head_dim`, `attention_bias`, `max_position_embeddings` (.../models/qwen3.py).
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["model_type"] == "qwen3"
+    assert config["torch_dtype"] == config["dtype"] == "float32"
+    assert (config["bos_token_id"], config["eos_token_id"]) == (END_OF_TEXT, IM_END)
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == arch.rope_theta
+    assert config["rms_norm_eps"] == arch.rms_norm_eps and config["head_dim"] == arch.head_dim
+    assert config["attention_bias"] is False and config["hidden_act"] == "silu"
+    assert config["max_position_embeddings"] == arch.max_position_embeddings
+    assert config["tie_word_embeddings"] is False and config["vocab_size"] == arch.vocab_size
+    assert Qwen3Arch.from_hf_config(AutoConfig.from_pretrained(exported_tiny)) == arch
+    generation = json.loads((exported_tiny / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [IM_END, END_OF_TEXT] and generation["pad_token_id"] == END_OF_TEXT
+
+
+def _always_im_end(model) -> None:
+    """Make `<|im_end|>` the argmax at every step: residual dimension 0 holds a large constant that no layer
+    writes to, the final norm keeps only that dimension, and only `<|im_end|>`'s output row reads it."""
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 100.0
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight[0] = 0
+            layer.mlp.down_proj.weight[0] = 0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[IM_END, 0] = 1
+
+
+def test_generation_of_an_export_stops_at_im_end(exported_tiny):
+    from transformers import GenerationConfig, Qwen3ForCausalLM
+
+    model = Qwen3ForCausalLM.from_pretrained(exported_tiny).eval()
+    _always_im_end(model)
+    prompt = torch.tensor([[100, 200, 300]])
+    assert model.generate(prompt, max_new_tokens=6, do_sample=False)[0, 3:].tolist() == [IM_END]
+    # The control: without the eos ids the same greedy decoding runs on to max_new_tokens.
+    model.generation_config = GenerationConfig()
+    assert model.generate(prompt, max_new_tokens=6, do_sample=False)[0, 3:].tolist() == [IM_END] * 6
+
+
+def test_generation_config_keeps_the_sources_settings_and_completes_its_eos(tmp_path):
+    from protein_llm_nemo.conversion.hf_metadata import write_generation_config
+
+    (tmp_path / "generation_config.json").write_text(
+        json.dumps({"_from_model_config": True, "eos_token_id": IM_END, "temperature": 0.6, "top_k": 20})
+    )
+    written = write_generation_config(tmp_path, vocab_size=151936)
+    assert written == json.loads((tmp_path / "generation_config.json").read_text())
+    assert written["eos_token_id"] == [IM_END, END_OF_TEXT] and written["temperature"] == 0.6
+    assert "_from_model_config" not in written
+    # A vocabulary without Qwen3's special tokens (the CPU test models) gets no ids and no file.
+    assert write_generation_config(tmp_path / "none", vocab_size=1024) is None
+
+
+# ---------------------------------------------------------------- the LLM loaded is the LLM configured
+
+
+def _load_language_model_body(rank: int, world_size: int, checkpoint: str, changes: dict) -> str:
+    import dataclasses
+
+    from protein_llm_nemo.models.protein_llm import build_protein_llm
+    from protein_llm_nemo.runtime import initialize_distributed
+    from protein_llm_nemo.testing.tiny import tiny_bridge_config
+
+    initialize_distributed()
+    arch = dataclasses.replace(qwen3_preset("tiny"), **changes)
+    model = build_protein_llm(arch, tiny_bridge_config("mlp"))
+    try:
+        model.load_language_model(checkpoint)
+    except CheckpointError as error:
+        return str(error)
+    return "loaded"
+
+
+def test_load_language_model_refuses_another_architecture_listing_each_field(tmp_path, megatron_tiny):
+    # Same tensor shapes, another rotary base and norm eps: only the header tells them apart.
+    changes = {"rope_theta": 5_000_000.0, "rms_norm_eps": 1e-5}
+    (error,) = run_distributed(_load_language_model_body, world_size=1, args=(str(megatron_tiny), changes))
+    assert "holds another language model than the one configured (2 field(s) differ" in error, error
+    assert "rope_theta: model 5000000.0, checkpoint 1000000.0" in error
+    assert "rms_norm_eps: model 1e-05, checkpoint 1e-06" in error
+    (error,) = run_distributed(
+        _load_language_model_body, world_size=1, args=(str(megatron_tiny), {"num_hidden_layers": 4})
+    )
+    assert "num_hidden_layers: model 4, checkpoint 2" in error, error
+    (result,) = run_distributed(_load_language_model_body, world_size=1, args=(str(megatron_tiny), {}))
+    assert result == "loaded"
+    # Without a header (a bare dist_checkpointing.save) the load goes ahead on the tensor shapes alone.
+    headerless = tmp_path / "headerless"
+    shutil.copytree(megatron_tiny, headerless)
+    (headerless / "protein_llm_checkpoint.json").unlink()
+    (result,) = run_distributed(_load_language_model_body, world_size=1, args=(str(headerless), changes))
+    assert result == "loaded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,28 @@ def test_vocab_is_padded_per_tensor_parallel_size():
 # Totals from the Qwen3 model cards ("Number of Parameters").
 @pytest.mark.parametrize(
     ("preset", "billions"),
-    [("0.6b", 0.6), ("1.7b", 1.7), ("4b", 4.0), ("8b", 8.2), ("14b", 14.8), ("32b", 32.8)],
+    [("0.6b", 0.6), ("1.7b", 1.7), ("4b", 4.0), ("4b-2507", 4.0), ("8b", 8.2), ("14b", 14.8), ("32b", 32.8)],
 )
 def test_presets_match_the_released_parameter_counts(preset, billions):
     assert qwen3_preset(preset).num_parameters() / 1e9 == pytest.approx(billions, rel=0.02)
+
+
+@pytest.mark.parametrize("preset", sorted(QWEN3_PRESETS))
+def test_every_preset_round_trips_through_a_saved_hf_config(tmp_path, preset):
+    from transformers import AutoConfig
+
+    arch = qwen3_preset(preset)
+    arch.to_hf_config().save_pretrained(tmp_path)
+    assert Qwen3Arch.from_hf_config(AutoConfig.from_pretrained(tmp_path)) == arch
+
+
+def test_4b_presets_name_their_release():
+    # Qwen/Qwen3-4B: rope_theta 1e6, 40,960 positions; the 2507 releases: 5e6 and 262,144 (models/qwen3.py cites
+    # both config.json files). The shapes are the same.
+    base, july = qwen3_preset("4b"), qwen3_preset("4b-2507")
+    assert (base.rope_theta, base.max_position_embeddings) == (1_000_000.0, 40960)
+    assert (july.rope_theta, july.max_position_embeddings) == (5_000_000.0, 262144)
+    assert dataclasses.replace(july, rope_theta=1_000_000.0, max_position_embeddings=40960) == base
 
 
 def test_unknown_preset_and_bad_heads_are_clear_errors():

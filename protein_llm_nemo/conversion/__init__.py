@@ -1,6 +1,7 @@
 """Checkpoint conversion between HuggingFace folders (Qwen3, ProteinLLM) and megatron-core dist checkpoints.
 
-Modules, one concern each: `hf_io` (safetensors folders), `megatron_io` (dist checkpoint folders and their
+Modules, one concern each: `hf_io` (safetensors folders), `hf_metadata` (`config.json` and
+`generation_config.json` of exported folders), `megatron_io` (dist checkpoint folders and their
 header), `mappings` (Qwen3 weight mappings), `qwen3_import` / `qwen3_export` (plain Qwen3), `spec` (what
 describes a ProteinLLM besides its weights), `checkpoints` (megatron checkpoints <-> live models),
 `protein_llm_import` / `protein_llm_export` (ProteinLLM folders), `peft_adapter` (LoRA as PEFT folders),

@@ -109,7 +109,10 @@ def load_protein_llm_checkpoint(
     """Build this rank's `ProteinLLMModel` for a ProteinLLM checkpoint (any saved layout; LoRA adapters when
     the header names them) and load it. Returns (model, spec, header)."""
     header = CheckpointHeader.read(checkpoint)
-    spec = ProteinLLMSpec.from_header(header)
+    try:
+        spec = ProteinLLMSpec.from_header(header)
+    except CheckpointError as error:
+        raise CheckpointError(f"{checkpoint}/{error}") from error
     if spec is None:
         raise CheckpointError(
             f"{checkpoint} is a plain Qwen3 checkpoint (no {PROTEIN_LLM_HEADER_KEY!r} header entry); "

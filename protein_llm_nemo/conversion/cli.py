@@ -165,11 +165,15 @@ def run_roundtrip_command(args: argparse.Namespace) -> int:
 
 
 def _is_protein_llm_folder(source: str) -> bool:
-    import json
     from pathlib import Path
 
+    from protein_llm_nemo.conversion.hf_io import read_json_file
+
     config = Path(source) / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("model_type") == "protein_llm"
+    if not config.is_file():
+        return False
+    values = read_json_file(config)
+    return isinstance(values, dict) and values.get("model_type") == "protein_llm"
 
 
 def _is_protein_llm_checkpoint(checkpoint: str) -> bool:

@@ -12,12 +12,17 @@ import math
 import os
 import shutil
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
+
+# Defined next to the dist-checkpoint loader (models may not import conversion); re-exported here.
+from protein_llm_nemo.models.dist_checkpoint import CheckpointError, read_json_file
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
@@ -40,8 +45,31 @@ _DTYPE_NAMES = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted: missing, extra or mis-shaped tensors, wrong architecture."""
+__all__ = [
+    "CheckpointError",
+    "HFCheckpointReader",
+    "HFCheckpointWriter",
+    "TensorPlan",
+    "copy_hf_assets",
+    "open_safetensors",
+    "read_json_file",
+    "resolve_hf_source",
+    "stream_to_safetensors",
+]
+
+
+@contextmanager
+def open_safetensors(file: Path) -> Iterator[Any]:
+    """`safe_open` whose format errors (a truncated or corrupt file) are a `CheckpointError` naming the file."""
+    try:
+        with safe_open(file, framework="pt") as handle:
+            yield handle
+    except SafetensorError as error:
+        raise CheckpointError(
+            f"{file} is not a readable safetensors file ({error}); the download or copy may be incomplete"
+        ) from error
+    except OSError as error:
+        raise CheckpointError(f"{file}: cannot read it ({error})") from error
 
 
 def resolve_hf_source(source: str | os.PathLike) -> Path:
@@ -78,10 +106,13 @@ class HFCheckpointReader:
         index_path = self.folder / SAFETENSORS_INDEX
         single_path = self.folder / SAFETENSORS_SINGLE
         if index_path.exists():
-            weight_map = json.loads(index_path.read_text())["weight_map"]
+            index = read_json_file(index_path)
+            weight_map = index.get("weight_map") if isinstance(index, dict) else None
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index_path} has no 'weight_map' (tensor name -> shard file)")
             self._files = {name: self.folder / file for name, file in weight_map.items()}
         elif single_path.exists():
-            with safe_open(single_path, framework="pt") as handle:
+            with open_safetensors(single_path) as handle:
                 self._files = dict.fromkeys(handle.keys(), single_path)
         else:
             found = sorted(p.name for p in self.folder.glob("*"))[:10]
@@ -102,7 +133,7 @@ class HFCheckpointReader:
         """Names and shapes from the safetensors headers, without reading any tensor data."""
         shapes: dict[str, tuple[int, ...]] = {}
         for file in sorted(set(self._files.values())):
-            with safe_open(file, framework="pt") as handle:
+            with open_safetensors(file) as handle:
                 for name in handle.keys():  # noqa: SIM118 - safe_open is not iterable
                     shapes[name] = tuple(handle.get_slice(name).get_shape())
         return shapes
@@ -110,7 +141,7 @@ class HFCheckpointReader:
     def dtypes(self) -> set[torch.dtype]:
         found: set[torch.dtype] = set()
         for file in sorted(set(self._files.values())):
-            with safe_open(file, framework="pt") as handle:
+            with open_safetensors(file) as handle:
                 for name in handle.keys():  # noqa: SIM118 - safe_open is not iterable
                     dtype_name = handle.get_slice(name).get_dtype()
                     found.add(_DTYPE_NAMES.get(dtype_name, torch.float32))
@@ -121,7 +152,7 @@ class HFCheckpointReader:
             file = self._files[name]
         except KeyError:
             raise CheckpointError(f"tensor {name!r} is not in the checkpoint {self.folder}") from None
-        with safe_open(file, framework="pt") as handle:
+        with open_safetensors(file) as handle:
             return handle.get_tensor(name)
 
 

@@ -18,12 +18,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from protein_llm_nemo.conversion.hf_io import CheckpointError
-from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
+from protein_llm_nemo.models.dist_checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_HEADER,
+    CheckpointError,
+    arch_from_header,
+    load_sharded_state,
+    read_header_payload,
+    read_tensors_metadata,
+)
 from protein_llm_nemo.models.qwen3 import Qwen3Arch
 
-CHECKPOINT_HEADER = "protein_llm_checkpoint.json"
-CHECKPOINT_FORMAT = "protein-llm-nemo/megatron-dist"
 HF_ASSETS_DIR = "hf_assets"
 FORMAT_VERSION = 1
 # The dtype names a header's `params_dtype` (and the converters' --dtype) use.
@@ -60,30 +65,30 @@ class CheckpointHeader:
 
     @classmethod
     def read(cls, checkpoint: str | os.PathLike) -> CheckpointHeader:
+        """The header of a checkpoint; a `CheckpointError` naming the file when it is missing or malformed."""
         path = Path(checkpoint) / CHECKPOINT_HEADER
-        if not path.exists():
+        payload = read_header_payload(checkpoint)  # the JSON, format and model type checked
+        if payload is None:
             raise CheckpointError(
                 f"{checkpoint} is not a protein-llm-nemo Megatron checkpoint: {CHECKPOINT_HEADER} is missing"
             )
         try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{path} is corrupt: {error}") from error
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: unknown checkpoint format {payload.get('format')!r}")
-        if payload.get("model_type") != "qwen3":
-            raise CheckpointError(
-                f"{path}: architecture {payload.get('model_type')!r} is not supported (qwen3 only)"
+            header = cls(
+                arch=arch_from_header(payload, path),
+                tensor_model_parallel_size=int(payload["tensor_model_parallel_size"]),
+                pipeline_model_parallel_size=int(payload["pipeline_model_parallel_size"]),
+                params_dtype=payload.get("params_dtype", "float32"),
+                model_type=payload["model_type"],
+                source=payload.get("source", ""),
+                extra=payload.get("extra") or {},
             )
-        return cls(
-            arch=Qwen3Arch.from_dict(payload["arch"]),
-            tensor_model_parallel_size=payload["tensor_model_parallel_size"],
-            pipeline_model_parallel_size=payload["pipeline_model_parallel_size"],
-            params_dtype=payload.get("params_dtype", "float32"),
-            model_type=payload["model_type"],
-            source=payload.get("source", ""),
-            extra=payload.get("extra", {}),
-        )
+        except KeyError as error:
+            raise CheckpointError(f"{path} lacks the entry {error}") from error
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: malformed entry ({error})") from error
+        if header.params_dtype not in DTYPES:
+            raise CheckpointError(f"{path}: unknown params_dtype {header.params_dtype!r}")
+        return header
 
 
 def _rank() -> int:
@@ -161,10 +166,13 @@ def save_megatron_checkpoint(
     """
     from megatron.core import dist_checkpointing
 
+    from protein_llm_nemo.models.checkpoint_writer import InProcessSaveStrategy
+
     sharded_state_dict = model.sharded_state_dict()
     if release_model_memory:
         _stage_views_releasing_parameters(sharded_state_dict, model)
-    dist_checkpointing.save(sharded_state_dict, str(folder))
+    # no helper processes: a killed import must not leave megatron's writers behind
+    dist_checkpointing.save(sharded_state_dict, str(folder), sharded_strategy=InProcessSaveStrategy())
     if _rank() == 0:
         (folder / CHECKPOINT_HEADER).write_text(header.to_json())
 
@@ -215,14 +223,10 @@ def _all_ranks_union(keys: set[str]) -> set[str]:
 
 def validate_megatron_checkpoint(model: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
     """Compare stored tensors with what the model expects (names, global shapes) before loading anything."""
-    from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.dict_utils import nested_values
     from megatron.core.dist_checkpointing.mapping import ShardedTensor, apply_factories
 
-    try:
-        stored = dist_checkpointing.load_tensors_metadata(str(checkpoint))
-    except Exception as error:
-        raise CheckpointError(f"{checkpoint}: cannot read the dist checkpoint metadata ({error})") from error
+    stored = read_tensors_metadata(checkpoint)
     sharded_state_dict = model.sharded_state_dict()
     apply_factories(sharded_state_dict)  # e.g. the SwiGLU fc1 factory that stores gate and up halves
     expected = {t.key: t for t in nested_values(sharded_state_dict) if isinstance(t, ShardedTensor)}

@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from protein_llm_nemo.conversion.checkpoints import load_protein_llm_checkpoint
 from protein_llm_nemo.conversion.hf_io import TensorPlan, stream_to_safetensors
+from protein_llm_nemo.conversion.hf_metadata import write_generation_config, write_qwen3_config
 from protein_llm_nemo.conversion.mappings import expected_hf_shapes, qwen3_mappings
 from protein_llm_nemo.conversion.megatron_io import DTYPES, HF_ASSETS_DIR, AtomicOutputDir, check_output_dir
 from protein_llm_nemo.conversion.peft_adapter import lora_config_of, save_peft_adapter
@@ -219,6 +220,7 @@ def export_protein_llm(
         stream_to_safetensors(tmp, plan, tensors, max_shard_bytes, write=is_rank0)
         if is_rank0:
             config.save_pretrained(tmp)
+            write_generation_config(tmp, spec.arch.vocab_size)
             tok = _load_tokenizer(tokenizer)
             if tok is not None:
                 save_processor(tmp, spec, tok)
@@ -255,7 +257,8 @@ def export_language_model(
         tensors = iter_hf_tensors(language_model, arch, dtype)
         stream_to_safetensors(tmp, plan, tensors, max_shard_bytes, write=_rank() == 0)
         if _rank() == 0:
-            arch.to_hf_config(torch_dtype=dtype).save_pretrained(tmp)
+            write_qwen3_config(tmp, arch, dtype)
+            write_generation_config(tmp, arch.vocab_size)
             tok = _load_tokenizer(tokenizer)
             if tok is not None:
                 tok.save_pretrained(str(tmp))

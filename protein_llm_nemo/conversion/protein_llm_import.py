@@ -6,7 +6,6 @@ blocks and the boundary-token table share megatron's names and are sliced for th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 
 from protein_llm_nemo.conversion.checkpoints import build_protein_llm_for, save_protein_llm_checkpoint
-from protein_llm_nemo.conversion.hf_io import CheckpointError, HFCheckpointReader
+from protein_llm_nemo.conversion.hf_io import CheckpointError, HFCheckpointReader, read_json_file
 from protein_llm_nemo.conversion.mappings import global_parameter_names
 from protein_llm_nemo.conversion.megatron_io import CheckpointHeader, check_output_dir
 from protein_llm_nemo.conversion.qwen3_import import Qwen3Shards, copy_shard, hf_params_dtype
@@ -31,13 +30,17 @@ def read_hf_protein_llm_config(folder: str | os.PathLike) -> Any:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{folder} has no config.json: not a HuggingFace model folder")
-    model_type = json.loads(path.read_text()).get("model_type")
+    values = read_json_file(path)  # names the file and the position of a JSON error
+    model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type != ProteinLLMConfig.model_type:
         raise CheckpointError(
             f"{path}: model_type {model_type!r} is not a ProteinLLM ({ProteinLLMConfig.model_type!r}); "
             "import plain Qwen3 folders with `protein-llm convert import`"
         )
-    return ProteinLLMConfig.from_pretrained(str(folder))
+    try:
+        return ProteinLLMConfig.from_pretrained(str(folder))
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read the model config ({error})") from error
 
 
 @torch.no_grad()

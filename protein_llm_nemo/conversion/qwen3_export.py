@@ -22,6 +22,7 @@ from protein_llm_nemo.conversion.hf_io import (
     copy_hf_assets,
     stream_to_safetensors,
 )
+from protein_llm_nemo.conversion.hf_metadata import write_generation_config, write_qwen3_config
 from protein_llm_nemo.conversion.mappings import (
     TE_NAME_ALIASES,
     DirectMapping,
@@ -37,6 +38,11 @@ from protein_llm_nemo.conversion.megatron_io import (
     CheckpointHeader,
     check_output_dir,
     dtype_name,
+)
+from protein_llm_nemo.models.dist_checkpoint import (
+    read_tensors_metadata,
+    storage_error,
+    unreadable_storage_files,
 )
 from protein_llm_nemo.models.qwen3 import Qwen3Arch
 
@@ -141,13 +147,9 @@ def _global_megatron_shape(mapping: WeightMapping, hf_shapes: dict[str, tuple[in
 
 
 def validate_dist_checkpoint_for_export(checkpoint: str | os.PathLike, arch: Qwen3Arch) -> dict:
-    """Check a dist checkpoint holds exactly this architecture's tensors; returns the stored metadata."""
-    from megatron.core import dist_checkpointing
-
-    try:
-        stored = dist_checkpointing.load_tensors_metadata(str(checkpoint))
-    except Exception as error:
-        raise CheckpointError(f"{checkpoint}: cannot read the dist checkpoint metadata ({error})") from error
+    """Check a dist checkpoint holds exactly this architecture's tensors, in data files of the size its
+    metadata says (a truncated copy fails here, before anything is written); returns the stored metadata."""
+    stored = read_tensors_metadata(checkpoint)
     hf_shapes = expected_hf_shapes(arch)
     expected: dict[str, tuple[int, ...]] = {}
     vocab_keys = set()
@@ -172,6 +174,11 @@ def validate_dist_checkpoint_for_export(checkpoint: str | os.PathLike, arch: Qwe
             wrong.append(f"{key}: stored {found}, architecture needs {shape}")
     if wrong:
         raise CheckpointError(f"{checkpoint} has mis-shaped tensors: {wrong[:8]}")
+    unreadable = unreadable_storage_files(checkpoint)
+    if unreadable:
+        raise CheckpointError(
+            f"{checkpoint} cannot be read: {'; '.join(unreadable)} (an incomplete copy or save)"
+        )
     return stored
 
 
@@ -197,6 +204,7 @@ def iter_hf_tensors_from_checkpoint(
     megatron's regular-grid assumption for keys saved in fragments, such as the SwiGLU halves.)
     """
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import CheckpointException
 
     stored = validate_dist_checkpoint_for_export(checkpoint, arch)
     if dist.is_initialized() and dist.get_rank() != 0:
@@ -206,7 +214,14 @@ def iter_hf_tensors_from_checkpoint(
         meta = stored[key]
         # megatron's torch_dist format is torch DCP underneath: read one global tensor, no collectives.
         loaded = {key: torch.empty(tuple(meta.global_shape), dtype=meta.dtype)}
-        dcp.load(loaded, storage_reader=reader, no_dist=True)
+        try:
+            dcp.load(loaded, storage_reader=reader, no_dist=True)
+        except (Exception, CheckpointException) as error:  # DCP's CheckpointException is a BaseException
+            unreadable = storage_error(checkpoint, error)
+            last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            raise unreadable or CheckpointError(
+                f"{checkpoint}: cannot read tensor {key!r} from its .distcp files ({last})"
+            ) from error
         full = loaded.pop(key)
         for mapping in mappings:
             layer = _dist_checkpoint_key(mapping.megatron)[1]
@@ -252,7 +267,8 @@ def export_hf_checkpoint(
         tensors = iter_hf_tensors_from_checkpoint(checkpoint, header.arch, dtype)
         stream_to_safetensors(tmp, export_plan(header.arch, dtype), tensors, max_shard_bytes, write=is_rank0)
         if is_rank0:
-            header.arch.to_hf_config(torch_dtype=dtype).save_pretrained(tmp)
+            write_qwen3_config(tmp, header.arch, dtype)
             copy_hf_assets(Path(checkpoint) / HF_ASSETS_DIR, tmp)
+            write_generation_config(tmp, header.arch.vocab_size)  # completes the source's, if copied
             write_conversion_note(tmp, str(checkpoint), dtype, "qwen3")
     return Path(out)

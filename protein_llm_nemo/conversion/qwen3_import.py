@@ -18,6 +18,7 @@ from protein_llm_nemo.conversion.hf_io import (
     CheckpointError,
     HFCheckpointReader,
     copy_hf_assets,
+    read_json_file,
     resolve_hf_source,
 )
 from protein_llm_nemo.conversion.mappings import (
@@ -55,11 +56,13 @@ def read_hf_arch(folder: Path) -> Qwen3Arch:
     config_path = folder / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{folder} has no config.json: not a HuggingFace model folder")
+    if not isinstance(read_json_file(config_path), dict):  # names the file and the position of a JSON error
+        raise CheckpointError(f"{config_path}: expected a JSON object")
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(str(folder))
-    except (ValueError, KeyError, OSError) as error:
+    except (ValueError, KeyError, TypeError, OSError) as error:
         raise CheckpointError(f"{config_path}: cannot read the model config ({error})") from error
     try:
         return Qwen3Arch.from_hf_config(config)

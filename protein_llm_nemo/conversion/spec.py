@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from protein_llm_nemo.conversion.megatron_io import CheckpointHeader
+from protein_llm_nemo.conversion.hf_metadata import PROTEIN_LLM_ARCHITECTURE
+from protein_llm_nemo.conversion.megatron_io import CHECKPOINT_HEADER, CheckpointError, CheckpointHeader
 from protein_llm_nemo.models.qwen3 import Qwen3Arch
 
 __all__ = [
@@ -68,18 +69,24 @@ class ProteinLLMSpec:
 
     @classmethod
     def from_header(cls, header: CheckpointHeader) -> ProteinLLMSpec | None:
-        """The spec of a ProteinLLM checkpoint; None for a plain Qwen3 one."""
+        """The spec of a ProteinLLM checkpoint; None for a plain Qwen3 one. A malformed entry is a
+        `CheckpointError` (the caller adds the checkpoint's path)."""
         extra = header.extra.get(PROTEIN_LLM_HEADER_KEY)
         if extra is None:
             return None
-        return cls(
-            header.arch,
-            _bridge_config_from_dict(extra["bridge"]),
-            extra.get("protein_token_ids"),
-            extra.get("encoder"),
-            extra.get("encoder_config"),
-            extra.get("lora"),
-        )
+        try:
+            return cls(
+                header.arch,
+                _bridge_config_from_dict(extra["bridge"]),
+                extra.get("protein_token_ids"),
+                extra.get("encoder"),
+                extra.get("encoder_config"),
+                extra.get("lora"),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{CHECKPOINT_HEADER}: malformed {PROTEIN_LLM_HEADER_KEY!r} entry ({type(error).__name__}: {error})"
+            ) from error
 
     @classmethod
     def from_hf_config(cls, config: Any) -> ProteinLLMSpec:
@@ -111,6 +118,7 @@ def hf_protein_llm_config(spec: ProteinLLMSpec, dtype: torch.dtype = torch.float
         encoder_config=spec.encoder_config or None,
         protein_token_ids=list(spec.protein_token_ids.all),
     )
+    config.architectures = [PROTEIN_LLM_ARCHITECTURE]
     config.dtype = dtype
     return config
 

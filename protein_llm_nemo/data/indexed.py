@@ -15,45 +15,62 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from protein_llm_nemo.data.files import AtomicOutputs
 from protein_llm_nemo.data.record import ProteinRecord
-from protein_llm_nemo.data.report import ReasonCounter
+from protein_llm_nemo.data.report import ReasonCounter, write_json_report
 from protein_llm_nemo.tokenizer import QWEN3_PADDED_VOCAB_SIZE
 
 QWEN3_EOD_ID = 151_643  # <|endoftext|>: Qwen3's document separator in pre-training
 
 
 def write_indexed_text(
-    records: Iterable[ProteinRecord], tokenizer: Any, path_prefix: str | Path, eod_id: int = QWEN3_EOD_ID
+    records: Iterable[ProteinRecord],
+    tokenizer: Any,
+    path_prefix: str | Path,
+    eod_id: int = QWEN3_EOD_ID,
+    read: ReasonCounter | None = None,
 ) -> dict[str, Any]:
-    """Tokenize each ``ssl_text`` record's text (the ``response``) + EOD into ``<prefix>.bin/.idx``."""
+    """Tokenize each ``ssl_text`` record's text (the ``response``) + EOD into ``<prefix>.bin/.idx``, with the
+    summary (also returned) in ``<prefix>.report.json``. `read` is the counter of the reader that yields
+    `records`: its counts join the summary. All three files appear together (``.idx`` last) or not at all."""
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     path_prefix = Path(path_prefix)
-    path_prefix.parent.mkdir(parents=True, exist_ok=True)
-    builder = IndexedDatasetBuilder(str(path_prefix) + ".bin", dtype=np.int32)
     counter = ReasonCounter()
     tokens = 0
-    for record in tqdm(records, desc="tokenize SSL text", unit="doc"):
-        counter.seen += 1
-        if record.task != "ssl_text":
-            counter.drop("not_ssl_text")
-            continue
-        if not record.response.strip():
-            counter.drop("empty_text")
-            continue
-        ids = tokenizer(record.response, add_special_tokens=False)["input_ids"] + [eod_id]
-        builder.add_item(torch.tensor(ids, dtype=torch.int32))
-        builder.end_document()
-        tokens += len(ids)
-        counter.kept += 1
-    builder.finalize(str(path_prefix) + ".idx")
-    return {
-        "prefix": str(path_prefix),
-        "documents": counter.kept,
-        "tokens": tokens,
-        "records": counter.to_dict(),
-    }
+    with AtomicOutputs() as outputs:
+        report_path = outputs.stage(indexed_report_path(path_prefix))
+        bin_path = outputs.stage(str(path_prefix) + ".bin")
+        idx_path = outputs.stage(str(path_prefix) + ".idx")  # committed last: its presence means "built"
+        builder = IndexedDatasetBuilder(str(bin_path), dtype=np.int32)
+        for record in tqdm(records, desc="tokenize SSL text", unit="doc"):
+            counter.seen += 1
+            if record.task != "ssl_text":
+                counter.drop("not_ssl_text")
+                continue
+            if not record.response.strip():
+                counter.drop("empty_text")
+                continue
+            ids = tokenizer(record.response, add_special_tokens=False)["input_ids"] + [eod_id]
+            builder.add_item(torch.tensor(ids, dtype=torch.int32))
+            builder.end_document()
+            tokens += len(ids)
+            counter.keep()
+        builder.finalize(str(idx_path))
+        counter.check("SSL documents")
+        summary: dict[str, Any] = {"prefix": str(path_prefix), "documents": counter.kept, "tokens": tokens}
+        if read is not None:
+            read.check(f"records read for {path_prefix}")
+            summary["read"] = read.to_dict()
+        summary["records"] = counter.to_dict()
+        write_json_report(summary, report_path)
+    return summary
+
+
+def indexed_report_path(path_prefix: str | Path) -> Path:
+    """Where `write_indexed_text` leaves the summary of ``<prefix>.bin/.idx``."""
+    return Path(str(path_prefix) + ".report.json")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from protein_llm_nemo.data.converters._common import read_fasta
 from protein_llm_nemo.data.homology import sequence_key
 from protein_llm_nemo.data.mmseqs import SearchParams, search, write_fasta
+from protein_llm_nemo.data.report import ReasonCounter
 from protein_llm_nemo.data.storage import read_records
 
 IDENTITY_BINS: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.7, 0.9, 0.95, 1.0)
@@ -47,13 +48,38 @@ def leakage_search_params(config: LeakageConfig) -> SearchParams:
     )
 
 
-def load_proteins(path: str | Path) -> dict[str, str]:
-    """Unique proteins (key -> sequence) of a FASTA or a record file/folder."""
+def load_proteins(path: str | Path, counter: ReasonCounter) -> dict[str, str]:
+    """Unique proteins (key -> sequence) of a FASTA or a record file/folder; `counter` counts the FASTA
+    entries or record lines read (malformed ones dropped by reason) and is checked."""
     path = Path(path)
     name = path.name.removesuffix(".gz")
+    proteins: dict[str, str] = {}
     if name.endswith((".fasta", ".fa", ".faa")):
-        return {sequence_key(seq): seq for _, seq in read_fasta(path)}
-    return {sequence_key(s): s for r in read_records(path) for s in r.sequences}
+        for _, seq in read_fasta(path, counter):
+            counter.seen += 1
+            counter.keep()
+            proteins[sequence_key(seq)] = seq
+    else:
+        for record in read_records(path, counter):
+            proteins.update((sequence_key(s), s) for s in record.sequences)
+    counter.check(f"proteins read from {path}")
+    return proteins
+
+
+def read_eval_fastas(paths: Sequence[str | Path]) -> tuple[list[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """The proteins of registered evaluation FASTAs as (``external:i``, sequence), and each file's counts
+    (entries without residues or with bytes that are not UTF-8 are dropped by reason)."""
+    entries: list[tuple[str, str]] = []
+    counts: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        counter = ReasonCounter()
+        for _, seq in read_fasta(path, counter):
+            counter.seen += 1
+            counter.keep()
+            entries.append((f"external:{len(entries)}", seq))
+        counter.check(f"evaluation FASTA {path}")
+        counts[str(path)] = counter.to_dict()
+    return entries, counts
 
 
 def leakage_report(

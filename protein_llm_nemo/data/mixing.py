@@ -72,32 +72,47 @@ def epoch_plan(sizes: dict[str, int], config: MixingConfig, epoch: int = 0) -> l
 
 
 def mix_files(
-    inputs: list[str | Path], out: str | Path, config: MixingConfig, epochs: int = 1
+    inputs: list[str | Path],
+    out: str | Path,
+    config: MixingConfig,
+    epochs: int = 1,
+    report_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Records of several files, grouped by their ``source`` field, written as ``epochs`` consecutive
-    epoch plans (each reshuffled) to ``out`` (JSONL or Arrow, by name). Returns the mixture's report.
+    epoch plans (each reshuffled) to ``out`` (JSONL or Arrow, by name). Returns the mixture's report, also
+    written to `report_path` when given: records and report appear together, or neither does.
 
-    Records are held serialized (one JSON string each) between reading and writing: memory ~ input size.
+    The report's ``read`` counts every input line (per input and in total; malformed ones dropped by
+    reason); each source's ``records`` are the records read for it. Records are held serialized (one JSON
+    string each) between reading and writing: memory ~ input size.
     """
     from tqdm import tqdm
 
+    from protein_llm_nemo.data.files import AtomicOutputs
     from protein_llm_nemo.data.record import ProteinRecord
-    from protein_llm_nemo.data.report import ReasonCounter
+    from protein_llm_nemo.data.report import ReasonCounter, write_json_report
     from protein_llm_nemo.data.storage import read_records, write_records
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     by_source: dict[str, list[str]] = {}
     read = ReasonCounter()
+    read_per_input: dict[str, dict[str, Any]] = {}
     for path in inputs:
-        for record in tqdm(read_records(path, read), desc=f"read {Path(path).name}", unit="rec"):
+        counter = ReasonCounter()
+        for record in tqdm(read_records(path, counter), desc=f"read {Path(path).name}", unit="rec"):
             by_source.setdefault(record.source, []).append(json.dumps(record.to_dict(), ensure_ascii=False))
+        counter.check(f"records read from {path}")
+        read_per_input[str(path)] = counter.to_dict()
+        read.merge(counter)
     sizes = {name: len(lines) for name, lines in by_source.items()}
+    if sum(sizes.values()) != read.kept:
+        raise AssertionError(f"{sum(sizes.values())} records grouped by source, {read.kept} read")
     unknown = sorted(set(config.caps) - set(sizes))
     if unknown:
         raise ValueError(f"caps name sources absent from the inputs: {unknown} (sources: {sorted(sizes)})")
     if not sizes:
-        raise ValueError(f"no records in {[str(p) for p in inputs]}")
+        raise ValueError(f"no records in {[str(p) for p in inputs]} (read: {read.to_dict()})")
     plans = [epoch_plan(sizes, config, epoch) for epoch in range(epochs)]
 
     def mixed() -> Any:
@@ -106,24 +121,33 @@ def mix_files(
                 yield ProteinRecord.from_dict(json.loads(by_source[name][index]))
 
     total = sum(len(plan) for plan in plans)
-    written = write_records(tqdm(mixed(), total=total, desc="write mixture", unit="rec"), out)
     weights = mixing_weights(sizes, config)
     drawn = Counter(name for name, _ in plans[0])
-    return {
-        "inputs": [str(p) for p in inputs],
-        "output": str(out),
-        "config": asdict(config),
-        "epochs": epochs,
-        "records_written": written,
-        "read": read.to_dict(),
-        "sources": {
-            name: {
-                "records": sizes[name],
-                "cap": config.caps.get(name),
-                "weight": round(weights[name], 6),
-                "drawn_per_epoch": drawn[name],
-                "passes_per_epoch": round(drawn[name] / sizes[name], 3),
-            }
-            for name in sorted(sizes)
-        },
-    }
+    with AtomicOutputs() as outputs:
+        written = write_records(
+            tqdm(mixed(), total=total, desc="write mixture", unit="rec"), outputs.stage(out)
+        )
+        if written != total:
+            raise AssertionError(f"{written} records written, {total} planned")
+        report = {
+            "inputs": [str(p) for p in inputs],
+            "output": str(out),
+            "config": asdict(config),
+            "epochs": epochs,
+            "records_written": written,
+            "read": read.to_dict(),
+            "read_per_input": read_per_input,
+            "sources": {
+                name: {
+                    "records": sizes[name],
+                    "cap": config.caps.get(name),
+                    "weight": round(weights[name], 6),
+                    "drawn_per_epoch": drawn[name],
+                    "passes_per_epoch": round(drawn[name] / sizes[name], 3),
+                }
+                for name in sorted(sizes)
+            },
+        }
+        if report_path is not None:
+            write_json_report(report, outputs.stage(report_path))
+    return report

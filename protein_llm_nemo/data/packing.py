@@ -39,16 +39,21 @@ class PackingConfig:
 def best_fit_decreasing(
     lengths: Sequence[int], max_tokens: int, counter: ReasonCounter | None = None
 ) -> list[list[int]]:
-    """Indices grouped into bins of total length <= max_tokens. Longer samples are skipped and counted."""
+    """Indices grouped into bins of total length <= max_tokens. Longer samples are skipped; with a `counter`,
+    every sample is counted: kept (packed) or dropped (``longer_than_pack``)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     free: list[tuple[int, int]] = []  # (remaining capacity, bin id), sorted
     bins: list[list[int]] = []
     for i in order:
         n = lengths[i]
+        if counter is not None:
+            counter.seen += 1
         if n > max_tokens:
             if counter is not None:
                 counter.drop("longer_than_pack")
             continue
+        if counter is not None:
+            counter.keep()
         pos = bisect.bisect_left(free, (n, -1))
         if pos < len(free):
             remaining, b = free.pop(pos)

@@ -1,7 +1,8 @@
 """Quality gates: residue alphabet, length bounds, empty / one-word responses, exact duplicates.
 
 Every record that is dropped, changed or flagged is counted by reason; `QualityGate.report()` is the
-JSON report of a run. Gates stream: memory is one 16-byte digest per kept record (for deduplication).
+JSON report of a run, in totals and per source (each with ``seen == kept + dropped``). Gates stream: memory
+is one 16-byte digest per kept record (for deduplication).
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ class QualityGate:
         self.counter.drop(reason)
         self.per_source[record.source].drop(reason)
 
+    def _change(self, record: ProteinRecord, reason: str) -> None:
+        self.counter.change(reason)
+        self.per_source[record.source].change(reason)
+
+    def _flag(self, record: ProteinRecord, reason: str) -> None:
+        self.counter.flag(reason)
+        self.per_source[record.source].flag(reason)
+
     def check(self, record: ProteinRecord) -> ProteinRecord | None:
         """The record (possibly normalised / flagged), or None when dropped (reason counted)."""
         cfg = self.config
@@ -90,7 +99,7 @@ class QualityGate:
         if cfg.normalise_sequences:
             normalised = ["".join(s.split()).upper().rstrip("*") for s in sequences]
             if normalised != sequences:
-                self.counter.change("normalised_sequence")
+                self._change(record, "normalised_sequence")
                 record.sequences = sequences = normalised
         for seq in sequences:
             if not seq:
@@ -110,7 +119,7 @@ class QualityGate:
             if cfg.drop_empty_response:
                 self._drop(record, "empty_response")
                 return None
-            self.counter.flag("empty_response")
+            self._flag(record, "empty_response")
         elif (
             len(response.split()) == 1
             and cfg.flag_one_word_response
@@ -119,7 +128,7 @@ class QualityGate:
             if cfg.drop_one_word_response:
                 self._drop(record, "one_word_response")
                 return None
-            self.counter.flag("one_word_response")
+            self._flag(record, "one_word_response")
             flags = record.meta.setdefault("quality_flags", [])
             if "one_word_response" not in flags:
                 flags.append("one_word_response")
@@ -129,11 +138,17 @@ class QualityGate:
                 self._drop(record, "exact_duplicate")
                 return None
             self._seen_digests.add(digest)
-        self.counter.kept += 1
-        self.per_source[record.source].kept += 1
+        self.counter.keep()
+        self.per_source[record.source].keep()
         for seq in sequences:
             self.length_histogram[min(len(seq) // 100 * 100, 10_000)] += 1
         return record
+
+    def check_counts(self) -> None:
+        """Raise if a record was seen but neither kept nor dropped, in total or for any source."""
+        self.counter.check("quality gate totals")
+        for name, counter in self.per_source.items():
+            counter.check(f"quality gate, source {name!r}")
 
     def report(self) -> dict[str, Any]:
         cfg = asdict(self.config)
@@ -145,3 +160,20 @@ class QualityGate:
             "per_source": {name: c.to_dict() for name, c in sorted(self.per_source.items())},
             "length_histogram_bin100": {str(k): v for k, v in sorted(self.length_histogram.items())},
         }
+
+
+def check_conversion_counts(conversion: ReasonCounter, gate: QualityGate | None, written: int) -> None:
+    """Raise unless every converted item is kept or dropped, every record emitted reaches the gates (or the
+    output, without gates) and every record the gates kept is written: a mismatch is a counting bug."""
+    conversion.check("conversion")
+    if gate is None:
+        if conversion.emitted != written:
+            raise AssertionError(f"conversion emitted {conversion.emitted} records, {written} written")
+        return
+    gate.check_counts()
+    if conversion.emitted != gate.counter.seen:
+        raise AssertionError(
+            f"conversion emitted {conversion.emitted} records, the quality gates saw {gate.counter.seen}"
+        )
+    if gate.counter.kept != written:
+        raise AssertionError(f"the quality gates kept {gate.counter.kept} records, {written} written")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protein_llm_nemo.data.files import atomic_path
+
 
 @dataclass
 class ReasonCounter:
@@ -82,8 +84,10 @@ class ReasonCounter:
 
 
 def write_json_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Write a report dict as indented JSON (parent folders created)."""
+    """Write a report dict as indented JSON, atomically (parent folders created). Inside an
+    `AtomicOutputs` block, pass ``outputs.stage(path)`` to commit it with the outputs it describes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(report, indent=2, sort_keys=False) + "\n"  # before staging: a bad value writes nothing
+    with atomic_path(path) as staged:
+        staged.write_text(text, encoding="utf-8")
     return path

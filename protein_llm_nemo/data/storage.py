@@ -1,35 +1,39 @@
 """Record storage: JSONL (streaming, human-readable) and Arrow through `datasets` (memory-mapped).
 
-Readers never crash on a malformed line: it is skipped and counted by reason in a `ReasonCounter`.
+Reading always counts: every reader takes the `ReasonCounter` that accounts for its input, one item per
+JSONL line or Arrow row (``seen == kept + dropped``). A malformed line is skipped and counted by reason
+(``invalid_json``, ``invalid_utf8``, ``missing_field:x`` ...); a truncated gzip stream is a `DataFileError`
+naming the file and line. Writers are atomic: the output appears whole or not at all.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
+import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
 
+from protein_llm_nemo.data.files import DataFileError, atomic_path, open_text, read_lines
 from protein_llm_nemo.data.record import ProteinRecord, RecordError
 from protein_llm_nemo.data.report import ReasonCounter
 
-
-def open_text(path: str | Path, mode: str = "rt") -> IO[str]:
-    """Open plain or gzip-compressed text (by the ``.gz`` suffix)."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, mode, encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+__all__ = [
+    "ArrowRecords",
+    "DataFileError",
+    "open_text",
+    "read_jsonl",
+    "read_records",
+    "write_arrow",
+    "write_jsonl",
+    "write_records",
+]
 
 
 def write_jsonl(records: Iterable[ProteinRecord], path: str | Path) -> int:
-    """Write records one JSON object per line; returns how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write records one JSON object per line (atomically); returns how many were written."""
     n = 0
-    with open_text(path, "wt") as handle:
+    with atomic_path(path) as staged, open_text(staged, "wt") as handle:
         for record in records:
             handle.write(json.dumps(record.to_dict(), ensure_ascii=False))
             handle.write("\n")
@@ -37,26 +41,23 @@ def write_jsonl(records: Iterable[ProteinRecord], path: str | Path) -> int:
     return n
 
 
-def read_jsonl(path: str | Path, counter: ReasonCounter | None = None) -> Iterator[ProteinRecord]:
-    """Stream records; malformed lines are counted (``invalid_json``, ``missing_field:x`` ...) and skipped."""
-    counter = counter if counter is not None else ReasonCounter()
-    with open_text(path) as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            counter.seen += 1
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                counter.drop("invalid_json")
-                continue
-            try:
-                record = ProteinRecord.from_dict(data)
-            except RecordError as exc:
-                counter.drop(exc.reason)
-                continue
-            counter.kept += 1
-            yield record
+def read_jsonl(path: str | Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
+    """Stream records; malformed lines are counted in `counter` (``invalid_json``, ``missing_field:x`` ...)
+    and skipped."""
+    for _, line in read_lines(path, counter):
+        counter.seen += 1
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            counter.drop("invalid_json")
+            continue
+        try:
+            record = ProteinRecord.from_dict(data)
+        except RecordError as exc:
+            counter.drop(exc.reason)
+            continue
+        counter.keep()
+        yield record
 
 
 def _arrow_features():
@@ -76,18 +77,19 @@ def _arrow_features():
 
 
 def write_arrow(records: Iterable[ProteinRecord], path: str | Path, num_shards: int = 1) -> int:
-    """Save records as a `datasets` Arrow dataset folder (``load_from_disk`` memory-maps it)."""
+    """Save records as a `datasets` Arrow dataset folder (``load_from_disk`` memory-maps it), atomically."""
     import datasets
-
-    path = Path(path)
 
     def rows():
         for record in records:
             yield record.to_row()
 
-    with tempfile.TemporaryDirectory(prefix="protein_llm_arrow_") as cache_dir:
-        dataset = datasets.Dataset.from_generator(rows, features=_arrow_features(), cache_dir=cache_dir)
-        dataset.save_to_disk(str(path), num_shards=num_shards)
+    with tempfile.TemporaryDirectory(prefix="protein_llm_arrow_") as cache_dir, atomic_path(path) as staged:
+        # A fingerprint of our own: `datasets` would otherwise hash `rows`, which cannot pickle a generator.
+        dataset = datasets.Dataset.from_generator(
+            rows, features=_arrow_features(), cache_dir=cache_dir, fingerprint=secrets.token_hex(16)
+        )
+        dataset.save_to_disk(str(staged), num_shards=num_shards)
         return len(dataset)
 
 
@@ -108,23 +110,33 @@ class ArrowRecords:
     def __getitem__(self, index: int) -> ProteinRecord:
         return ProteinRecord.from_dict(self.dataset[int(index)])
 
-    def __iter__(self) -> Iterator[ProteinRecord]:
+    def rows(self) -> Iterator[dict]:
+        """The stored rows as dicts, in order (not yet validated as records)."""
         for batch in self.dataset.iter(batch_size=1024):
             for i in range(len(batch["id"])):
-                yield ProteinRecord.from_dict({name: batch[name][i] for name in batch})
+                yield {name: batch[name][i] for name in batch}
+
+    def __iter__(self) -> Iterator[ProteinRecord]:
+        for row in self.rows():
+            yield ProteinRecord.from_dict(row)
 
 
-def read_records(path: str | Path, counter: ReasonCounter | None = None) -> Iterator[ProteinRecord]:
-    """Read records from a JSONL(.gz) file or a saved Arrow folder."""
+def read_records(path: str | Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
+    """Read records from a JSONL(.gz) file or a saved Arrow folder, counting each line / row in `counter`
+    (a row that is not a valid record is dropped by reason, like a JSONL line)."""
     path = Path(path)
-    if path.is_dir():
-        counter = counter if counter is not None else ReasonCounter()
-        for record in ArrowRecords(path):
-            counter.seen += 1
-            counter.kept += 1
-            yield record
+    if not path.is_dir():
+        yield from read_jsonl(path, counter)
         return
-    yield from read_jsonl(path, counter)
+    for row in ArrowRecords(path).rows():
+        counter.seen += 1
+        try:
+            record = ProteinRecord.from_dict(row)
+        except RecordError as exc:
+            counter.drop(exc.reason)
+            continue
+        counter.keep()
+        yield record
 
 
 def write_records(records: Iterable[ProteinRecord], path: str | Path) -> int:

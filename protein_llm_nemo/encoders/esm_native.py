@@ -1,4 +1,5 @@
-"""ESM3 and ESM C through EvolutionaryScale's `esm` package (the upstream implementation)."""
+"""ESM3 and ESM C through EvolutionaryScale's `esm` package (the upstream implementation; not a dependency of
+the base install: `pip install 'protein-llm-nemo[esm]'` then `pip install --no-deps esm==3.2.1.post1`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from protein_llm_nemo.encoders.weights import (
     load_state_dict,
     resolve_weights,
 )
+from protein_llm_nemo.optional import optional_import
 
 _ESMC_LICENCE_300M = "ESM C 300M: EvolutionaryScale Cambrian Open License (commercial use allowed)"
 _ESMC_LICENCE_600M = "ESM C 600M: EvolutionaryScale Cambrian Non-Commercial License"
@@ -63,8 +65,9 @@ class EsmcEncoder(_NativeEsmEncoder):
     """ESM C (`esm.models.esmc.ESMC`); `embeddings` are post-final-LayerNorm."""
 
     def _new_module(self) -> torch.nn.Module:
-        from esm.models.esmc import ESMC
-        from esm.tokenization import get_esmc_model_tokenizers
+        with optional_import("the ESM C encoder", "esm"):
+            from esm.models.esmc import ESMC
+            from esm.tokenization import get_esmc_model_tokenizers
 
         c = self.config
         return ESMC(
@@ -101,16 +104,17 @@ class Esm3Encoder(_NativeEsmEncoder):
         super().__init__(config)
 
     def _new_module(self) -> torch.nn.Module:
-        from esm.models.esm3 import ESM3
-        from esm.tokenization import (
-            EsmSequenceTokenizer,
-            InterProQuantizedTokenizer,
-            ResidueAnnotationsTokenizer,
-            SASADiscretizingTokenizer,
-            SecondaryStructureTokenizer,
-            StructureTokenizer,
-            TokenizerCollection,
-        )
+        with optional_import("the ESM3 encoder", "esm"):
+            from esm.models.esm3 import ESM3
+            from esm.tokenization import (
+                EsmSequenceTokenizer,
+                InterProQuantizedTokenizer,
+                ResidueAnnotationsTokenizer,
+                SASADiscretizingTokenizer,
+                SecondaryStructureTokenizer,
+                StructureTokenizer,
+                TokenizerCollection,
+            )
 
         c = self.config
         tokenizers = TokenizerCollection(

@@ -135,9 +135,7 @@ class ProteinLLMForCausalLM(ProteinLLMPreTrainedModel, GenerationMixin):
 
     def _gated_block_hook(self, index: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict):
-            state = self._cross_attention_state
-            if state is None:
-                return None
+            state = self._cross_attention_state or (None, None)  # no proteins: the gated FFN still runs
             block = self.gated_cross_attention[str(index)]
             if args:
                 return (block(args[0], *state), *args[1:]), kwargs

@@ -9,8 +9,9 @@
 NeMo-Run's own CLI (`nemo` / `nemorun`, or `python recipes/sft.py ...`) takes only `key=value`; this front end
 adds the flags above, maps them onto the recipe file's factory (`recipe(preset=..., bridge=...)`) and an
 executor of `protein_llm_nemo.launch.executors`, applies `key=value` overrides to the recipe (`train.max_steps`)
-or the executor (`executor.nodes`), checks the layout (ranks vs TP x PP, batch vs DP, container image) and
-launches with NeMo-Run (`run.Experiment`), or prints the job with `--dryrun`.
+or the executor (`executor.nodes`), checks the layout (ranks vs TP x PP, batch vs DP, container image) and, for a
+job on this machine, that every file the recipe reads exists (data, checkpoints to load, embedding cache, local
+tokenizer / model folders), then launches with NeMo-Run (`run.Experiment`), or prints the job with `--dryrun`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ import contextlib
 import importlib.util
 import inspect
 import io
+import re
 import sys
 import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["UsageError", "apply_overrides", "build_parser", "load_recipe", "main", "prepare"]
+from protein_llm_nemo.optional import MissingPackageError, optional_import, require
+
+__all__ = [
+    "UsageError",
+    "apply_overrides",
+    "build_parser",
+    "check_inputs",
+    "load_recipe",
+    "main",
+    "missing_inputs",
+    "prepare",
+]
 
 EXECUTOR_NAMES = ("local", "torchrun", "slurm", "docker")
 
@@ -88,7 +101,8 @@ def load_recipe(path: str | Path) -> ModuleType:
         raise UsageError(f"{path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with optional_import("the nemo-run command", "train"):  # recipe files import nemo_run first
+        spec.loader.exec_module(module)
     if not callable(getattr(module, "recipe", None)):
         raise UsageError(f"{path} defines no recipe(...) factory; it is not a recipe file of this project")
     return module
@@ -280,7 +294,112 @@ def prepare(argv: list[str]) -> dict[str, Any]:
         name=name,
         layout=layout,
         args=args,
+        stage=stage,
     )
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+REMOTE_EXECUTORS = ("slurm", "docker")
+DEMO_DATA = "build the CPU demo data with `make demo-data` (the data steps of scripts/demo.sh)"
+
+
+def _local_path(value: str) -> bool:
+    """A folder path rather than a hub id ("org/name"): absolute, relative with ./ ../ ~, or 2+ parts."""
+    return value.startswith(("/", "./", "../", "~")) or value.count("/") >= 2
+
+
+def _data_hint(key: str, path: str) -> str:
+    from protein_llm_nemo.launch.recipes import DATA
+
+    if any(path in (paths["train"], paths["valid"]) for name, paths in DATA.items() if "cpu" in name):
+        return DEMO_DATA
+    if path.startswith("data/biotext"):
+        return "build it with `protein-llm data convert --source biotext ...` (docs/data.md#commands)"
+    if path.startswith("data/go_split"):
+        return (
+            "build it with `protein-llm data build-go --out data/go` then `protein-llm data split --input "
+            "data/go/records.jsonl --out-dir data/go_split` (docs/data.md#commands)"
+        )
+    return f"point {key}= at existing records (docs/data.md)"
+
+
+def _checkpoint_hint(key: str, path: str) -> str:
+    size = re.fullmatch(r"(?:.*/)?qwen3-([\w.]+)-megatron/?", path)
+    if key == "checkpoint.load_language_model_from" and size:
+        hub_id = f"Qwen/Qwen3-{size.group(1).upper()}"
+        return f"import it with `protein-llm convert import --hf-model {hub_id} --out {path}`"
+    if key == "checkpoint.load_language_model_from":
+        return (
+            f"import a Qwen3 with `protein-llm convert import --hf-model Qwen/Qwen3-... --out {path}` or train "
+            f"an SSL run there with `nemo-run recipes/ssl.py checkpoint.dir={path}`"
+        )
+    if key == "checkpoint.load_model_from":
+        return f"train the run it starts from first (e.g. `nemo-run recipes/ssl.py checkpoint.dir={path}`)"
+    return "name a step folder of an earlier run of this recipe (checkpoint.dir/step_*)"
+
+
+def _inputs(partial: Any, stage: str) -> list[tuple[str, str, str, bool]]:
+    """(key, path, how to build it, exists) of every file or folder the recipe reads."""
+    import fiddle as fdl
+
+    sections = fdl.build(partial).keywords  # the typed configs, defaults filled in
+
+    def get(section: str, name: str) -> Any:
+        return getattr(sections.get(section), name, None)
+
+    found: list[tuple[str, str, str, bool]] = []
+    for name in ("train_path", "valid_path"):
+        path = get("data", name)
+        if path:
+            exists = Path(path).exists()
+            if stage == "ssl":  # SSL also reads a megatron .bin/.idx prefix
+                exists = exists or (Path(f"{path}.bin").is_file() and Path(f"{path}.idx").is_file())
+            found.append((f"data.{name}", str(path), _data_hint(f"data.{name}", str(path)), exists))
+    for name in ("load_language_model_from", "load_model_from", "resume_from"):
+        path = get("checkpoint", name)
+        if path:
+            key = f"checkpoint.{name}"
+            found.append((key, str(path), _checkpoint_hint(key, str(path)), Path(path).exists()))
+    cache = get("encoder", "cache_dir")
+    if cache:
+        hint = f"build it with `protein-llm encode --encoder NAME --input RECORDS --cache-dir {cache}`"
+        found.append(("encoder.cache_dir", str(cache), hint, Path(cache).is_dir()))
+    weights = (get("encoder", "overrides") or {}).get("weights")
+    local = {"model.tokenizer": get("model", "tokenizer"), "model.hf_path": get("model", "hf_path")}
+    local["encoder.overrides.weights"] = weights if isinstance(weights, str) else None
+    for key, value in local.items():
+        if value and _local_path(str(value)):
+            hint = f"give a local folder or a hub id (org/name) for {key}"
+            found.append((key, str(value), hint, Path(str(value)).expanduser().exists()))
+    return found
+
+
+def missing_inputs(plan: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, path, how to build it) of each input of the recipe that does not exist on this machine."""
+    return [(k, p, hint) for k, p, hint, exists in _inputs(plan["partial"], plan["stage"]) if not exists]
+
+
+def check_inputs(plan: dict[str, Any]) -> str | None:
+    """The one-line error for a launch that would fail on a missing input, or None. Remote executors read
+    paths on the cluster / in the container: nothing of theirs is checked here (a note says so)."""
+    if plan["executor_name"] in REMOTE_EXECUTORS:
+        keys = [key for key, *_ in _inputs(plan["partial"], plan["stage"])]
+        where = "on the cluster" if plan["executor_name"] == "slurm" else "inside the container"
+        if keys:
+            print(
+                f"nemo-run: note: the {plan['executor_name']} job reads {', '.join(keys)} {where}; "
+                "only local inputs are checked here, so these are not",
+                file=sys.stderr,
+            )
+        return None
+    missing = missing_inputs(plan)
+    if not missing:
+        return None
+    key, path, hint = missing[0]
+    also = [k for k, *_ in missing[1:]]
+    more = f" (also missing: {', '.join(also)})" if also else ""
+    return f"{key}={path} not found{more}; {hint}"
 
 
 def _launch(plan: dict[str, Any]) -> int:
@@ -323,10 +442,23 @@ def main(argv: list[str] | None = None) -> int:
         print(format_presets())
         return 0
     try:
-        plan = prepare(argv)
+        require("nemo_run", "the nemo-run command", "train")
+        with optional_import("the nemo-run command", "train"):
+            plan = prepare(argv)
+        problem = None
+        if not plan["args"].dryrun:
+            if plan["executor_name"] not in REMOTE_EXECUTORS:  # the job trains in this environment
+                require("megatron", "training", "train")
+            problem = check_inputs(plan)
     except UsageError as exc:
         build_parser().print_usage(sys.stderr)
         print(f"nemo-run: error: {exc}", file=sys.stderr)
+        return 2
+    except MissingPackageError as exc:
+        print(f"nemo-run: error: {exc}", file=sys.stderr)
+        return 2
+    if problem:  # one line, before NeMo-Run starts a job that would fail deep inside
+        print(f"nemo-run: error: {problem}", file=sys.stderr)
         return 2
     return _launch(plan)
 

@@ -28,9 +28,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import fiddle as fdl
-import nemo_run as run
-from nemo_run.config import get_nemorun_home
+from protein_llm_nemo.optional import optional_import
+
+with optional_import("NeMo-Run executors", "train"):
+    import fiddle as fdl
+    import nemo_run as run
+    from nemo_run.config import get_nemorun_home
 
 __all__ = [
     "EXECUTORS",

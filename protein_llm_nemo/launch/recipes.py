@@ -12,7 +12,10 @@ NeMo-Run factory per registered bridge (`bridge=flamingo` on either command line
 No annotations are postponed here: NeMo-Run evaluates a factory's return annotation to register it.
 """
 
-import nemo_run as run
+from protein_llm_nemo.optional import optional_import
+
+with optional_import("NeMo-Run recipes", "train"):
+    import nemo_run as run
 
 from protein_llm_nemo.bridges import get_bridge_config_class, list_bridges
 from protein_llm_nemo.launch import entrypoints

@@ -115,7 +115,7 @@ def _parallel_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
             getattr(te_ext, n, None) for n in ("TELayerNormColumnParallelLinear", "TEColumnParallelLinear")
         ]
         row.append(getattr(te_ext, "TERowParallelLinear", None))
-    except Exception:
+    except ImportError:  # TE (or megatron's extension module) absent; any other error is a broken install
         pass
     # without TE, megatron's extension module leaves placeholders that are not classes
     return tuple(c for c in column if isinstance(c, type)), tuple(c for c in row if isinstance(c, type))

@@ -192,12 +192,15 @@ class ProteinLLMModel(ParameterGroups, MegatronModule):
         inference_context: Any = None,
         runtime_gather_output: bool | None = None,
         segment_ids: torch.Tensor | None = None,
+        cross_attention: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
         """Logits `[B, S, V]` (last stage), per-token loss `[B, S]` when `labels` are given (zeroed where
         `loss_mask` is 0), or the hidden states `[S, B, H]` on other pipeline stages.
 
         `segment_ids [B, S]` (or `packed_seq_params`) mark packed samples: flamingo's tokens then attend
-        only to their own sample's proteins. Splicing bridges need nothing: slots are positions."""
+        only to their own sample's proteins. Splicing bridges need nothing: slots are positions.
+        `cross_attention`: a precomputed `cross_attention_context(...)` (generation computes it once per
+        prompt and passes it to every decoding step)."""
         config = self.bridge_config
         protein_embeddings, protein_mask = resolve_protein_inputs(
             sequences, protein_embeddings, protein_mask, self.encode_proteins, config
@@ -209,7 +212,10 @@ class ProteinLLMModel(ParameterGroups, MegatronModule):
             if config.splices and protein_embeddings is not None:
                 slot_vectors = self.bridge(protein_embeddings, protein_mask)
             decoder_input = self.embed_tokens(input_ids, slot_vectors)
-        if config.cross_attention:
+        if config.cross_attention and cross_attention is not None:
+            context, context_mask = cross_attention
+            extra_block_kwargs = {"context": context, "context_mask": context_mask}
+        elif config.cross_attention:
             if segment_ids is None and packed_seq_params is not None:
                 segment_ids = self.segment_ids_from_packed(packed_seq_params, input_ids)
             context, context_mask = self.cross_attention_context(
@@ -240,17 +246,45 @@ class ProteinLLMModel(ParameterGroups, MegatronModule):
         ProteinLLM / training checkpoint such as an SSL run's (its keys carry `language_model.`); a training
         run folder resolves to its `latest` step. The gated cross-attention blocks and LoRA adapters
         (`models/lora.py`) keep their initialisation (gates 0, LoRA B 0: the model is the loaded LLM exactly).
+
+        The LLM loaded must be the LLM configured: the checkpoint's header (`protein_llm_checkpoint.json`,
+        written by the importer and by training runs) must name this model's architecture (rope base, norm
+        eps, hidden, heads, head dim, vocabulary, layers, tying), else `CheckpointMismatchError` lists every
+        differing field. A checkpoint without a header (a bare `dist_checkpointing.save`) still loads, with a
+        warning: its tensor shapes are checked by the load, its rope base and norm eps cannot be.
         """
         from pathlib import Path
 
-        from megatron.core import dist_checkpointing
-
-        from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
+        from protein_llm_nemo.models.dist_checkpoint import (
+            CHECKPOINT_HEADER,
+            CheckpointMismatchError,
+            arch_differences,
+            load_sharded_state,
+            read_checkpoint_arch,
+            read_tensors_metadata,
+        )
+        from protein_llm_nemo.models.qwen3 import qwen3_arch_of
+        from protein_llm_nemo.runtime.logging import get_logger
 
         checkpoint = Path(checkpoint)
         if (checkpoint / "latest").is_file():
             checkpoint = checkpoint / (checkpoint / "latest").read_text().strip()
-        stored = dist_checkpointing.load_tensors_metadata(str(checkpoint))
+        stored_arch = read_checkpoint_arch(checkpoint)
+        if stored_arch is None:
+            get_logger(__name__).warning(
+                "%s has no %s: loading it unchecked (tensor shapes must match; the rope base and norm eps "
+                "of the checkpoint cannot be compared with the model's)",
+                checkpoint,
+                CHECKPOINT_HEADER,
+            )
+        else:
+            differences = arch_differences(qwen3_arch_of(self.language_model), stored_arch)
+            if differences:
+                raise CheckpointMismatchError(
+                    f"{checkpoint} holds another language model than the one configured "
+                    f"({len(differences)} field(s) differ, per its {CHECKPOINT_HEADER}): {'; '.join(differences)}"
+                )
+        stored = read_tensors_metadata(checkpoint)
         prefix = "language_model." if any(key.startswith("language_model.") for key in stored) else ""
         if any(".adapter." in key for key in stored):
             raise ValueError(

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from protein_llm_nemo.tokenizer import IGNORE_INDEX
+from protein_llm_nemo.tokenizer.special_tokens import QWEN3_EOS_ID, QWEN3_PAD_ID
 
 QWEN3_VOCAB_SIZE = 151936  # the padded embedding size of the released checkpoints
 VOCAB_DIVISIBLE_BY = 128
@@ -81,9 +82,14 @@ class Qwen3Arch:
         )
 
     def to_hf_config(self, torch_dtype: torch.dtype = torch.float32) -> Any:
+        """The `transformers.Qwen3Config`, with Qwen3's bos/eos ids (`<|endoftext|>`, `<|im_end|>`, as its
+        releases' config.json) when the vocabulary holds them."""
         from transformers import Qwen3Config
 
+        has_qwen3_tokens = self.vocab_size > max(QWEN3_EOS_ID, QWEN3_PAD_ID)
         return Qwen3Config(
+            bos_token_id=QWEN3_PAD_ID if has_qwen3_tokens else None,
+            eos_token_id=QWEN3_EOS_ID if has_qwen3_tokens else None,
             hidden_size=self.hidden_size,
             intermediate_size=self.intermediate_size,
             num_hidden_layers=self.num_hidden_layers,
@@ -123,15 +129,31 @@ class Qwen3Arch:
         return layers * per_layer + embeddings + h
 
 
-# Shapes of the released Qwen3 dense models (config.json of each), plus a CPU-sized `tiny`.
+# The released Qwen3 dense models, from each model's config.json on the hub (`Qwen/Qwen3-<size>`). Shapes as in
+# NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/models/qwen/qwen_provider.py (Qwen3ModelProvider600M, 1P7B,
+# 4B, 8B, 14B, 32B, each naming its hub model), whose Qwen3ModelProvider base also gives what all six share:
+# head_dim 128, 8 KV heads, vocab 151,936, rope_theta 1,000,000, 40,960 positions, rms_norm_eps 1e-6
+# (the Qwen3Arch defaults); tied embeddings for 0.6B, 1.7B and 4B.
+_QWEN3_4B = Qwen3Arch(2560, 9728, 36, 32, 8, 128, tie_word_embeddings=True)
 QWEN3_PRESETS: dict[str, Qwen3Arch] = {
+    # CPU-sized test models (no released counterpart).
     "tiny": Qwen3Arch(64, 128, 2, 4, 2, 16, tie_word_embeddings=False),
     "tiny-tied": Qwen3Arch(64, 128, 2, 4, 2, 16, tie_word_embeddings=True),
+    # Qwen/Qwen3-0.6B: Qwen3ModelProvider600M
     "0.6b": Qwen3Arch(1024, 3072, 28, 16, 8, 128, tie_word_embeddings=True),
+    # Qwen/Qwen3-1.7B: Qwen3ModelProvider1P7B
     "1.7b": Qwen3Arch(2048, 6144, 28, 16, 8, 128, tie_word_embeddings=True),
-    "4b": Qwen3Arch(2560, 9728, 36, 32, 8, 128, tie_word_embeddings=True, max_position_embeddings=262144),
+    # Qwen/Qwen3-4B (the April 2025 hybrid-thinking release): Qwen3ModelProvider4B
+    "4b": _QWEN3_4B,
+    # Qwen/Qwen3-4B-Instruct-2507 and Qwen/Qwen3-4B-Thinking-2507: Qwen3-4B's shape with rope_theta 5,000,000
+    # and 262,144 positions (their config.json, as reproduced in akougkas/warpio-cli
+    # warpio-docs/ai-docs/model_cards/qwen3:4b.md).
+    "4b-2507": dataclasses.replace(_QWEN3_4B, rope_theta=5_000_000.0, max_position_embeddings=262144),
+    # Qwen/Qwen3-8B: Qwen3ModelProvider8B
     "8b": Qwen3Arch(4096, 12288, 36, 32, 8, 128, tie_word_embeddings=False),
+    # Qwen/Qwen3-14B: Qwen3ModelProvider14B
     "14b": Qwen3Arch(5120, 17408, 40, 40, 8, 128, tie_word_embeddings=False),
+    # Qwen/Qwen3-32B: Qwen3ModelProvider32B
     "32b": Qwen3Arch(5120, 25600, 64, 64, 8, 128, tie_word_embeddings=False),
 }
 
@@ -141,6 +163,25 @@ def qwen3_preset(name: str) -> Qwen3Arch:
         return QWEN3_PRESETS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown Qwen3 preset {name!r}; choose one of {sorted(QWEN3_PRESETS)}") from None
+
+
+def qwen3_arch_of(model: Any) -> dict[str, Any]:
+    """The architecture fields a built Qwen3 `GPTModel` (this rank's stage) really has, read off its config and
+    its embedding setup rather than the `Qwen3Arch` it was asked for: what a checkpoint must match."""
+    config = model.config
+    return {
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.ffn_hidden_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "num_key_value_heads": config.num_query_groups or config.num_attention_heads,
+        "head_dim": config.kv_channels,
+        "vocab_size": getattr(model, "real_vocab_size", model.vocab_size),
+        "tie_word_embeddings": bool(model.share_embeddings_and_output_weights),
+        "rope_theta": float(model.rotary_base),
+        "rms_norm_eps": config.layernorm_epsilon,
+        "max_position_embeddings": model.max_sequence_length,
+    }
 
 
 def padded_vocab_size(vocab_size: int, tensor_model_parallel_size: int = 1) -> int:

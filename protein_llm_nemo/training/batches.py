@@ -169,6 +169,7 @@ class SFTBatches:
         self.packing, self.pad_id = packing, pad_id
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.embed = embed
+        # Every example is counted: kept (in a pack / row) or dropped by reason.
         self.counter = ReasonCounter()
         if packing:
             bins = pack_examples(
@@ -177,10 +178,13 @@ class SFTBatches:
         else:
             bins = []
             for i, ex in enumerate(self.examples):
+                self.counter.seen += 1
                 if len(ex) > seq_length:
                     self.counter.drop("longer_than_seq_length")
                 else:
+                    self.counter.keep()
                     bins.append([i])
+        self.counter.check("examples batched")
         self.items: list[list[int]] = bins
         self.sampler = (
             GlobalBatchSampler(

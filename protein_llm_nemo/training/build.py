@@ -119,10 +119,45 @@ def log_parameter_counts(model) -> dict[str, int]:
     return counts
 
 
+def nothing_to_train(model) -> str:
+    """Why `model` has no trainable parameter, in config keys (the message of the 0-trainable error)."""
+    every = model.named_parameter_groups(trainable_only=False)
+    bridge = getattr(getattr(model, "bridge_config", None), "name", "?")
+    why = []
+    if every["bridge"] or every["gates"] or every["protein_tokens"]:
+        why.append(f"the {bridge!r} bridge is frozen (bridge.freeze=True)")
+    else:
+        why.append(f"the {bridge!r} bridge has no weights of its own")
+    why.append("the language model is frozen (model.freeze_language_model=True)")
+    why.append("there is no LoRA (lora=None)" if not every["lora"] else "the LoRA adapters are frozen")
+    return (
+        f"nothing to train: 0 trainable parameters: {', '.join(why)}; set model.freeze_language_model=False "
+        "(full fine-tuning) or lora.rank=8 (LoRA)"
+        + (", or bridge.freeze=False" if "bridge.freeze" in why[0] else "")
+    )
+
+
+def check_trainable(model) -> int:
+    """The number of trainable parameters of the whole model (every rank holds a stage or a shard: summed
+    over ranks); a ValueError naming the config when it is 0. Every rank calls it."""
+    from protein_llm_nemo.runtime.distributed import dist
+
+    count = model.num_parameters(trainable_only=True)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        total = torch.tensor([count], dtype=torch.long, device=device())
+        dist.all_reduce(total)
+        count = int(total.item())
+    if count == 0:
+        raise ValueError(nothing_to_train(model))
+    return count
+
+
 def build_training(
     model, optimizer_config: OptimizerConfig, scheduler_config: SchedulerConfig, train: TrainConfig
 ):
-    """DDP wrapper, megatron optimizer (param groups), scheduler; hooks set on the config."""
+    """DDP wrapper, megatron optimizer (param groups), scheduler; hooks set on the config. A model with
+    nothing to train is refused first (it would run, log a flat loss and save unchanged weights)."""
+    check_trainable(model)
     dtype = model.config.params_dtype
     if optimizer_config.use_distributed_optimizer and not torch.cuda.is_available():
         raise ValueError(

@@ -6,9 +6,12 @@ Layout under `CheckpointConfig.dir`:
     step_0000020/
     latest                 text: the name of the newest complete checkpoint
 
-A checkpoint is written into a hidden temp sibling and renamed into place (`AtomicOutputDir`), so a crash
-mid-save leaves the previous checkpoints intact and `step_*` directories are always complete. After a save
-the oldest `step_*` beyond `keep_last` are removed.
+A checkpoint is written into a hidden temp sibling and renamed into place (`AtomicOutputDir`); its marker
+`train_state.json` (with the list of every file) is written last, after every rank's files are on disk, so a
+crash mid-save leaves the previous checkpoints intact and no `step_*` folder that looks complete. After a
+save the oldest `step_*` beyond `keep_last` are renamed out of view, then deleted; what a killed save or
+deletion left is removed at the next save (`checkpoint_files`). The files are written on threads of each
+rank, not in forked writers that would outlive a killed rank (`models/checkpoint_writer.py`).
 
 Entries: the model's `sharded_state_dict()` (any TP/PP layout loads it), the megatron optimizer's
 `sharded_state_dict(model_state)` (non-distributed optimizer: replicated over DP, so loadable at any DP
@@ -20,11 +23,7 @@ share their streams, so any DP size restores them).
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,36 +34,37 @@ import torch.distributed as dist
 from protein_llm_nemo.conversion.megatron_io import CHECKPOINT_HEADER, AtomicOutputDir
 from protein_llm_nemo.models.dist_checkpoint import load_sharded_state
 from protein_llm_nemo.runtime import get_logger
+from protein_llm_nemo.training.checkpoint_files import (
+    LATEST,
+    STEP_PATTERN,
+    TRAIN_STATE,
+    incomplete_reason,
+    latest_checkpoint,
+    list_checkpoints,
+    prune,
+    remove_stale,
+    step_dir_name,
+    write_latest,
+    write_marker,
+)
 from protein_llm_nemo.training.ddp import unwrap
 
 logger = get_logger(__name__)
 
-STEP_PATTERN = re.compile(r"^step_(\d+)$")
-LATEST = "latest"
-TRAIN_STATE = "train_state.json"
+__all__ = [
+    "LATEST",
+    "STEP_PATTERN",
+    "TRAIN_STATE",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_model_weights",
+    "resolve_resume",
+    "save_checkpoint",
+    "step_dir_name",
+]
+
 FORMAT_VERSION = 1
-
-
-def step_dir_name(step: int) -> str:
-    return f"step_{step:07d}"
-
-
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under `root`, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = STEP_PATTERN.match(child.name)
-        if match and child.is_dir() and (child / TRAIN_STATE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    found = list_checkpoints(root)
-    return found[-1][1] if found else None
 
 
 def _layout() -> dict[str, int]:
@@ -143,6 +143,8 @@ def save_checkpoint(
     """
     from megatron.core import dist_checkpointing
 
+    from protein_llm_nemo.models.checkpoint_writer import InProcessSaveStrategy
+
     root = Path(root)
     out = root / step_dir_name(step)
     model_state = _only_model(model_chunks).sharded_state_dict()
@@ -161,15 +163,18 @@ def save_checkpoint(
         **(extra or {}),
     }
     state["train_state"] = train_state
-    with AtomicOutputDir(out, overwrite=True) as tmp:
-        dist_checkpointing.save(state, str(tmp))
-        if _rank() == 0:
-            (tmp / TRAIN_STATE).write_text(json.dumps(train_state, indent=2, default=str) + "\n")
-            if export_header is not None:
-                (tmp / CHECKPOINT_HEADER).write_text(export_header.to_json())
     if _rank() == 0:
-        _write_latest(root, out.name)
-        _prune(root, keep_last, keep=out)
+        remove_stale(root)  # before writing: a killed save's temp folder may hold a whole checkpoint's space
+    with AtomicOutputDir(out, overwrite=True) as tmp:
+        dist_checkpointing.save(state, str(tmp), sharded_strategy=InProcessSaveStrategy())
+        if _rank() == 0 and export_header is not None:
+            (tmp / CHECKPOINT_HEADER).write_text(export_header.to_json())
+        _barrier()  # every rank's files are on disk before the marker says the folder is complete
+        if _rank() == 0:
+            write_marker(tmp, train_state)
+    if _rank() == 0:
+        write_latest(root, out.name)
+        prune(root, keep_last, keep=out)
     _barrier()
     return out
 
@@ -221,37 +226,21 @@ def load_model_weights(path: str | Path, model_chunks) -> None:
 def resolve_resume(root: str | None, resume_from: str | None, auto_resume: bool) -> Path | None:
     if resume_from:
         path = Path(resume_from)
-        if path.is_dir() and not (path / TRAIN_STATE).is_file():
+        if path.is_dir() and not (path / TRAIN_STATE).is_file() and not STEP_PATTERN.match(path.name):
             newest = latest_checkpoint(path)  # a checkpoint root was given
             if newest is None:
                 raise FileNotFoundError(f"{path} holds no complete training checkpoint")
             return newest
-        if not (path / TRAIN_STATE).is_file():
-            raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAIN_STATE})")
+        reason = incomplete_reason(path)
+        if reason is not None:
+            raise FileNotFoundError(f"{path} is not a complete training checkpoint ({reason})")
         return path
     if auto_resume and root:
         return latest_checkpoint(root)
     return None
 
 
-# -- housekeeping -------------------------------------------------------------------------------------------
-def _write_latest(root: Path, name: str) -> None:
-    tmp = root / f".{LATEST}.tmp"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, root / LATEST)
-
-
-def _prune(root: Path, keep_last: int, keep: Path) -> None:
-    for stale in root.glob(".step_*.partial-*"):  # leftovers of a crashed save
-        shutil.rmtree(stale, ignore_errors=True)
-    if keep_last <= 0:
-        return
-    checkpoints = list_checkpoints(root)
-    for _, path in checkpoints[:-keep_last]:
-        if path != keep:
-            shutil.rmtree(path, ignore_errors=True)
-
-
+# -- distributed ----------------------------------------------------------------------------------------
 def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

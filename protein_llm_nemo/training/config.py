@@ -109,7 +109,6 @@ class DataConfig:
     packing: bool = True
     micro_batch_size: int = 1
     global_batch_size: int = 4
-    num_workers: int = 0
     seed: int = 1234
     shuffle: bool = True
     valid_max_batches: int | None = None  # None: the whole validation set

@@ -1,9 +1,16 @@
 """Supervised fine-tuning: `run_sft(SFTConfig()) -> TrainResult`, called on every rank (torchrun or a single
 process). Top to bottom: distributed init -> tokenizer -> encoder -> bridge -> model (+LoRA) -> DDP,
 optimizer, scheduler -> data (records -> chat formatting with response-only masks -> packs) -> resume ->
-`train_loop`."""
+`train_loop`.
+
+Data loading counts everything: record lines read, records formatted, examples packed, each kept or
+dropped by reason. The counts are checked, logged and written as the ``data`` entry of ``metrics.jsonl``.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from protein_llm_nemo.runtime import get_logger, initialize_distributed, setup_logging
 from protein_llm_nemo.training.batches import SFTBatches, encoder_embed_fn
@@ -22,12 +29,15 @@ from protein_llm_nemo.training.loop import LoopParts, Session
 from protein_llm_nemo.training.result import TrainResult
 from protein_llm_nemo.training.step import make_forward_step
 
+if TYPE_CHECKING:
+    from protein_llm_nemo.data.formatting import FormattedExample
+
 logger = get_logger(__name__)
 
 
 def build_encoder(selection: EncoderSelection):
-    """A live frozen encoder, or an embedding-cache reader (falling back to the live encoder for misses
-    only when the encoder is buildable offline)."""
+    """A live frozen encoder, or, with ``cache_dir``, an embedding-cache reader alone: the encoder never runs,
+    and a sequence missing from the cache raises `CacheMissError` (no live fallback)."""
     from protein_llm_nemo.encoders import CachedProteinEncoder, build_protein_encoder
 
     if selection.cache_dir:
@@ -44,9 +54,23 @@ def build_bridge_config(config: SFTConfig, encoder):
     return get_bridge_config(config.bridge.name, **overrides)
 
 
-def load_examples(path: str, tokenizer, bridge_config, config: SFTConfig):
+@dataclass
+class LoadedExamples:
+    """The formatted examples of one record file and the counts of how they were made (`report`)."""
+
+    examples: list[FormattedExample]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def load_examples(path: str, tokenizer, bridge_config, config: SFTConfig) -> list[FormattedExample]:
     """Canonical records -> `FormattedExample`s (drops counted and logged, never silent)."""
-    from protein_llm_nemo.data import read_records
+    return read_examples(path, tokenizer, bridge_config, config).examples
+
+
+def read_examples(path: str, tokenizer, bridge_config, config: SFTConfig) -> LoadedExamples:
+    """Canonical records -> `FormattedExample`s, with the report of what was read (``read``: lines, malformed
+    ones dropped by reason) and formatted (``formatting``: records, dropped by reason); both checked."""
+    from protein_llm_nemo.data import ReasonCounter, read_records
     from protein_llm_nemo.data.formatting import FormattingConfig, RecordFormatter, SegmentCachingTokenizer
     from protein_llm_nemo.tokenizer import ChatFormatter, ChatFormatterConfig
 
@@ -59,11 +83,17 @@ def load_examples(path: str, tokenizer, bridge_config, config: SFTConfig):
             bridge=bridge_config.name, num_slots=bridge_config.num_slots, max_tokens=config.data.seq_length
         ),
     )
-    examples = list(formatter(read_records(path)))
-    logger.info("%s: %s", path, formatter.counter.to_dict())
+    read = ReasonCounter()
+    examples = list(formatter(read_records(path, read)))
+    read.check(f"records read from {path}")
+    formatter.counter.check(f"records formatted from {path}")
+    report = {"path": path, "read": read.to_dict(), "formatting": formatter.counter.to_dict()}
+    logger.info("%s: read %s; formatting %s", path, report["read"], report["formatting"])
     if not examples:
-        raise ValueError(f"{path}: no trainable examples ({formatter.counter.to_dict()})")
-    return examples
+        raise ValueError(
+            f"{path}: no trainable examples (read {report['read']}, formatting {report['formatting']})"
+        )
+    return LoadedExamples(examples, report)
 
 
 def run_sft(config: SFTConfig) -> TrainResult:
@@ -111,22 +141,24 @@ def setup_sft(config: SFTConfig) -> Session:
         dp_size=dp_size,
         embed=embed,
     )
+    train = read_examples(config.data.train_path, tokenizer, bridge_config, config)
     train_data = SFTBatches(
-        load_examples(config.data.train_path, tokenizer, bridge_config, config),
+        train.examples,
         global_batch_size=config.data.global_batch_size,
         seed=config.data.seed,
         shuffle=config.data.shuffle,
         **common,
     )
+    data_report = {"train": {**train.report, "batching": train_data.counter.to_dict()}}
     valid_data = None
     if config.data.valid_path:
-        valid_data = SFTBatches(
-            load_examples(config.data.valid_path, tokenizer, bridge_config, config),
-            global_batch_size=0,
-            **common,
-        )
+        valid = read_examples(config.data.valid_path, tokenizer, bridge_config, config)
+        valid_data = SFTBatches(valid.examples, global_batch_size=0, **common)
+        data_report["valid"] = {**valid.report, "batching": valid_data.counter.to_dict()}
 
     start_step = restore(config.checkpoint, model_chunks, optimizer, scheduler, train_data)
+    metrics = build_metrics(config.logging, config.checkpoint, config.train, start_step, config)
+    log_data_report(metrics, start_step, data_report)
     parts = LoopParts(
         model_chunks=model_chunks,
         optimizer=optimizer,
@@ -134,10 +166,17 @@ def setup_sft(config: SFTConfig) -> Session:
         forward_step=make_forward_step(),
         train_data=train_data,
         valid_data=valid_data,
-        metrics=build_metrics(config.logging, config.checkpoint, config.train, start_step, config),
+        metrics=metrics,
         device=device(),
         clip_grad=config.optimizer.clip_grad,
         group_grad_norms=not config.optimizer.use_distributed_optimizer,
         export_header=export_header(arch, bridge_config, model, config.lora, encoder, source="sft"),
     )
     return Session(config, model, parts, start_step)
+
+
+def log_data_report(metrics, step: int, report: dict[str, Any]) -> None:
+    """The run's data counts in the log and as the ``data`` entry of ``metrics.jsonl`` (rank 0)."""
+    for name, part in report.items():
+        logger.info("data %s: %s", name, part)
+    metrics.log(step, {"data": report})

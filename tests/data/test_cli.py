@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from protein_llm_nemo.cli import main
-from protein_llm_nemo.data import read_jsonl
+from protein_llm_nemo.data import ReasonCounter, read_jsonl
 
 from .conftest import SEQ_A, SEQ_B
 
@@ -19,7 +19,7 @@ def test_convert_writes_records_and_report(tmp_path, fixtures, capsys):
         ]
     )  # fmt: skip
     assert rc == 0
-    records = list(read_jsonl(out))
+    records = list(read_jsonl(out, ReasonCounter()))
     report = json.loads((tmp_path / "go.jsonl.report.json").read_text())
     assert report["written"] == len(records) == report["totals"]["kept"] > 0
     assert json.loads(capsys.readouterr().out)["written"] == len(records)

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from protein_llm_nemo.data import QualityConfig, read_jsonl
+from protein_llm_nemo.data import QualityConfig, ReasonCounter, read_jsonl
 from protein_llm_nemo.data.go.build import GoBuildConfig, build_demo_go, build_metastudent_go
 
 from .conftest import SEQ_A, SEQ_B
@@ -17,7 +17,7 @@ def test_demo_builder_on_real_format_assets(tmp_path, fixtures):
         "obo": fixtures / "go_sample.obo",
     }
     summary = build_demo_go(assets, tmp_path / "demo")
-    records = list(read_jsonl(tmp_path / "demo" / "records.jsonl"))
+    records = list(read_jsonl(tmp_path / "demo" / "records.jsonl", ReasonCounter()))
     assert summary["records"] == len(records) > 0
     assert summary["unique_proteins"] == 4
     report = json.loads((tmp_path / "demo" / "quality_report.json").read_text())

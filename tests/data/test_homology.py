@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from protein_llm_nemo.cli import main
-from protein_llm_nemo.data import ProteinRecord, read_jsonl, write_jsonl
+from protein_llm_nemo.data import ProteinRecord, ReasonCounter, read_jsonl, write_jsonl
 from protein_llm_nemo.data.homology import (
     SPLITS,
     SplitConfig,
@@ -52,7 +52,9 @@ def test_whole_families_stay_in_one_split_and_leakage_is_zero(tmp_path):
     )
     write_jsonl(records, tmp_path / "records.jsonl")
     report = split_file(tmp_path / "records.jsonl", tmp_path / "split", config)  # streaming path
-    splits = {name: list(read_jsonl(tmp_path / "split" / f"{name}.jsonl")) for name in SPLITS}
+    splits = {
+        name: list(read_jsonl(tmp_path / "split" / f"{name}.jsonl", ReasonCounter())) for name in SPLITS
+    }
     family_splits = {}
     for name, recs in splits.items():
         for r in recs:
@@ -200,7 +202,7 @@ def test_without_the_reverse_search_the_iterations_still_reach_zero_leaks(tmp_pa
     assert {p["search"] for p in report["purge_passes"]} == {"eval->train"}
     assert report["purge_passes"][-1]["hits_at_or_above_identity"] == 0
     assert report["purged_train_proteins"] == 12
-    train = {s for r in read_jsonl(tmp_path / "split" / "train.jsonl") for s in r.sequences}
+    train = {s for r in read_jsonl(tmp_path / "split" / "train.jsonl", ReasonCounter()) for s in r.sequences}
     assert not train & set(family)
 
 

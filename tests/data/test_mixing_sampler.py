@@ -67,7 +67,7 @@ def test_mix_command_writes_seeded_reshuffled_epochs_with_a_report(tmp_path):
     import json
 
     from protein_llm_nemo.cli import main
-    from protein_llm_nemo.data import read_jsonl
+    from protein_llm_nemo.data import ReasonCounter, read_jsonl
 
     a, b = _source_files(tmp_path)
     inputs = ["--input", str(tmp_path / "a.jsonl"), "--input", str(tmp_path / "b.jsonl"),
@@ -76,7 +76,7 @@ def test_mix_command_writes_seeded_reshuffled_epochs_with_a_report(tmp_path):
     assert main([*args, "--out", str(tmp_path / "mix.jsonl")]) == 0
     assert main([*args, "--out", str(tmp_path / "again.jsonl")]) == 0
     assert (tmp_path / "mix.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes()
-    mixed = list(read_jsonl(tmp_path / "mix.jsonl"))
+    mixed = list(read_jsonl(tmp_path / "mix.jsonl", ReasonCounter()))
     report = json.loads((tmp_path / "mix.jsonl.report.json").read_text())
     # Capped sizes 40 and 10, alpha 0.5: weights 40**.5 : 10**.5 = 2 : 1 of a 50-record epoch.
     assert report["sources"]["alpha"]["weight"] == pytest.approx(2 / 3, abs=1e-6)

@@ -52,6 +52,7 @@ def test_each_gate_counts_its_reason(tmp_path):
     assert report["per_source"]["b"] == {
         "seen": 3,
         "kept": 2,
+        "emitted": 2,
         "dropped_total": 1,
         "dropped": {"no_sequence": 1},
         "changed": {},

@@ -49,7 +49,7 @@ def test_jsonl_round_trip_and_malformed_lines_counted(tmp_path):
 def test_gzip_jsonl(tmp_path):
     path = tmp_path / "r.jsonl.gz"
     assert write_jsonl([_record(i) for i in range(3)], path) == 3
-    assert [r.id for r in read_jsonl(path)] == ["t:0", "t:1", "t:2"]
+    assert [r.id for r in read_jsonl(path, ReasonCounter())] == ["t:0", "t:1", "t:2"]
 
 
 def test_arrow_round_trip_is_memory_mapped(tmp_path):

@@ -75,3 +75,33 @@ def test_generate_command_rejects_bad_arguments_before_loading_a_model(tmp_path,
     bad.write_text('{"prompt": "ok", "sequence": "MKT"}\n{"sequence": "MKT"}\n')
     assert main(["generate", "--model", str(tmp_path), "--input", str(bad)]) == 2
     assert "bad.jsonl:2: each record needs a string 'prompt'" in capsys.readouterr().err
+
+
+def test_import_names_a_malformed_config_or_truncated_weights_of_a_protein_llm_folder(hf_mlp, tmp_path):
+    import re
+    import shutil
+
+    malformed = tmp_path / "malformed"
+    shutil.copytree(hf_mlp, malformed)
+    (malformed / "config.json").write_text('{"model_type": "protein_llm", "bridge": "mlp"')
+    with pytest.raises(CheckpointError, match=r"config.json is corrupt: not valid JSON .* line 1, column 46"):
+        import_protein_llm(malformed, tmp_path / "out")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(hf_mlp, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=re.escape(f"{weights} is not a readable safetensors file")):
+        import_protein_llm(truncated, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_protein_llm_header_entry_names_the_header(tmp_path):
+    header = CheckpointHeader(
+        arch=tiny_spec("mlp").arch,
+        tensor_model_parallel_size=1,
+        pipeline_model_parallel_size=1,
+        extra={"protein_llm": {"encoder": None}},  # no bridge
+    )
+    (tmp_path / "protein_llm_checkpoint.json").write_text(header.to_json())
+    with pytest.raises(CheckpointError, match="protein_llm_checkpoint.json: malformed 'protein_llm' entry"):
+        load_protein_llm_checkpoint(tmp_path)

@@ -82,12 +82,13 @@ class FlamingoTransformerLayer(TransformerLayer):
             else:
                 hidden_states = kwargs.pop("hidden_states")
             context = kwargs.get("context")
-            if context is not None:
-                # the block is batch-first: [S, B, H] -> [B, S, H] and back
-                hidden_states = self.gated_cross_attention(
-                    hidden_states.transpose(0, 1), context.transpose(0, 1), kwargs.get("context_mask")
-                )
-                hidden_states = hidden_states.transpose(0, 1).contiguous()
+            # the block is batch-first: [S, B, H] -> [B, S, H] and back
+            hidden_states = self.gated_cross_attention(
+                hidden_states.transpose(0, 1),
+                None if context is None else context.transpose(0, 1),
+                kwargs.get("context_mask"),
+            )
+            hidden_states = hidden_states.transpose(0, 1).contiguous()
             kwargs["hidden_states"] = hidden_states
         return super().forward(*args, **kwargs)
 

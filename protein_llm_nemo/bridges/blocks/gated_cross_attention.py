@@ -53,10 +53,14 @@ class GatedCrossAttention(nn.Module):
         self.ffn_gate = nn.Parameter(torch.zeros(1, dtype=self.attn_gate.dtype))
 
     def forward(
-        self, hidden_states: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None
+        self, hidden_states: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None
     ) -> torch.Tensor:
+        """Without context (no protein in the batch) the attention term is 0, as for a token whose proteins
+        are all masked, and the gated FFN still runs: a sample's output does not depend on its batch."""
         x = hidden_states
-        ctx = self.context_norm(context.to(x.dtype))
-        valid = None if context_mask is None else ~context_mask.bool()
-        y = x + torch.tanh(self.attn_gate).to(x.dtype) * self.attention(self.norm(x), ctx, valid)
+        y = x
+        if context is not None:
+            ctx = self.context_norm(context.to(x.dtype))
+            valid = None if context_mask is None else ~context_mask.bool()
+            y = x + torch.tanh(self.attn_gate).to(x.dtype) * self.attention(self.norm(x), ctx, valid)
         return y + torch.tanh(self.ffn_gate).to(x.dtype) * self.ffn(self.ffn_norm(y))

@@ -1,9 +1,10 @@
 """Converters: one module per upstream source, each turning its native format into `ProteinRecord`s.
 
 A converter is a generator function ``fn(path, counter, **options) -> Iterator[ProteinRecord]`` registered
-with ``@register_converter("name", ...)``. It counts raw items in ``counter.seen``, every skipped item by
-reason in ``counter.dropped`` and every emitted record in ``counter.kept`` (one raw item may emit several
-records, e.g. one ProtDescribe row gives naming, function, location and similarity questions).
+with ``@register_converter("name", ...)``. It counts raw items (lines, rows, entries) in ``counter.seen``,
+each skipped item with ``counter.drop(reason)`` and each kept item with ``counter.keep(records)`` (one raw
+item may emit several records, e.g. one ProtDescribe row gives naming, function, location and similarity
+questions), so that ``seen == kept + dropped`` and ``emitted`` is the number of records yielded.
 """
 
 from __future__ import annotations
@@ -76,10 +77,9 @@ def get_converter(name: str) -> ConverterSpec:
     return _REGISTRY[name]
 
 
-def convert(
-    name: str, path: str | Path, counter: ReasonCounter | None = None, **options: Any
-) -> Iterator[ProteinRecord]:
-    """Run converter ``name`` on ``path``; unknown options are an error naming the accepted ones."""
+def convert(name: str, path: str | Path, counter: ReasonCounter, **options: Any) -> Iterator[ProteinRecord]:
+    """Run converter ``name`` on ``path``, counting its items in ``counter`` (the caller reports it); unknown
+    options are an error naming the accepted ones."""
     spec = get_converter(name)
     unknown = set(options) - set(spec.options)
     if unknown:
@@ -87,4 +87,4 @@ def convert(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{name}: input {path} does not exist")
-    return spec.fn(path, counter if counter is not None else ReasonCounter(), **options)
+    return spec.fn(path, counter, **options)

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from protein_llm_nemo.data.converters import register_converter
+from protein_llm_nemo.data.files import read_lines, read_text
 from protein_llm_nemo.data.go.ontology import GeneOntology
 from protein_llm_nemo.data.record import ProteinRecord
 from protein_llm_nemo.data.report import ReasonCounter
-from protein_llm_nemo.data.storage import open_text
 
 SOURCE = "biotext"
 
@@ -38,28 +38,25 @@ def convert(path: Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
                 counter.drop("obsolete_term")
                 continue
             namespace = onto.namespaces.get(go_id, "").replace("_", " ")
-            counter.kept += 1
+            counter.keep()
             yield _text_record(go_id, f"{onto.names[go_id]} ({go_id}, {namespace}): {definition}", "go_obo")
     elif name.endswith(".jsonl"):
-        with open_text(path) as handle:
-            for number, line in enumerate(handle):
-                if not line.strip():
-                    continue
-                counter.seen += 1
-                try:
-                    text = json.loads(line).get("text")
-                except (json.JSONDecodeError, AttributeError):
-                    counter.drop("invalid_json")
-                    continue
-                if not isinstance(text, str) or not text.strip():
-                    counter.drop("empty_text")
-                    continue
-                counter.kept += 1
-                yield _text_record(f"{path.stem}:{number}", text.strip(), "jsonl")
+        for line_number, line in read_lines(path, counter):
+            counter.seen += 1
+            try:
+                text = json.loads(line).get("text")
+            except (json.JSONDecodeError, AttributeError):
+                counter.drop("invalid_json")
+                continue
+            if not isinstance(text, str) or not text.strip():
+                counter.drop("empty_text")
+                continue
+            counter.keep()
+            # Ids number lines from 0, as they always have.
+            yield _text_record(f"{path.stem}:{line_number - 1}", text.strip(), "jsonl")
     else:
-        with open_text(path) as handle:
-            paragraphs = [p.strip() for p in handle.read().split("\n\n")]
+        paragraphs = [p.strip() for p in read_text(path).split("\n\n")]
         for number, paragraph in enumerate(p for p in paragraphs if p):
             counter.seen += 1
-            counter.kept += 1
+            counter.keep()
             yield _text_record(f"{path.stem}:{number}", " ".join(paragraph.split()), "txt")

@@ -61,7 +61,7 @@ def convert(path: Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
         else:
             sequence = None
         listed = "\n".join(f"{i}. {text}" for i, text in enumerate(options, start=1))
-        counter.kept += 1
+        counter.keep()
         yield ProteinRecord(
             id=f"{SOURCE}:{item.get('id', index)}",
             sequences=[sequence] if sequence else [],

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from protein_llm_nemo.data.converters import register_converter
 from protein_llm_nemo.data.converters._common import choose
+from protein_llm_nemo.data.files import read_text
 from protein_llm_nemo.data.record import ProteinRecord
 from protein_llm_nemo.data.report import ReasonCounter
-from protein_llm_nemo.data.storage import open_text
 
 SOURCE = "swissprot_clap"
 INSTRUCTIONS = (
@@ -24,19 +24,30 @@ INSTRUCTIONS = (
 
 
 def _pairs(path: Path, counter: ReasonCounter) -> dict[str, str]:
+    """Accession -> value of one file. A last accession without its value (odd line count) and a repeated
+    accession are counted, seen and dropped, here; the joined accessions are the caller's to count."""
     out: dict[str, str] = {}
-    with open_text(path) as handle:
-        lines = [line.rstrip("\n") for line in handle]
+    # Pairs are told apart by position, so one unreadable line would shift all that follow: an error.
+    lines = read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline
     if len(lines) % 2:
+        counter.seen += 1
         counter.drop(f"odd_line_count:{path.name}")
         lines = lines[:-1]
     for key, value in zip(lines[0::2], lines[1::2], strict=True):
-        out[key.strip()] = value.strip()
+        key = key.strip()
+        if key in out:
+            counter.seen += 1
+            counter.drop(f"repeated_accession:{path.name}")
+            continue
+        out[key] = value.strip()
     return out
 
 
 @register_converter(SOURCE, "SwissProtCLAP folder (protein_sequence.txt + text_sequence.txt)")
 def convert(path: Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
+    """One item per accession of either file: kept when both files have it."""
     if not path.is_dir():
         raise NotADirectoryError(f"{SOURCE}: expected the folder holding protein_sequence.txt, got {path}")
     proteins = _pairs(path / "protein_sequence.txt", counter)
@@ -47,7 +58,7 @@ def convert(path: Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
         if text is None:
             counter.drop("no_text_for_protein")
             continue
-        counter.kept += 1
+        counter.keep()
         yield ProteinRecord(
             id=f"{SOURCE}:{acc}",
             sequences=[seq],
@@ -58,5 +69,6 @@ def convert(path: Path, counter: ReasonCounter) -> Iterator[ProteinRecord]:
             meta={"accession": acc},
         )
     orphan_texts = len(set(texts) - set(proteins))
+    counter.seen += orphan_texts
     if orphan_texts:
         counter.drop("no_protein_for_text", orphan_texts)

