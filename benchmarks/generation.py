@@ -175,6 +175,12 @@ def memory_probe(args, folder: Path) -> int:
     return 0
 
 
+def _fresh_env() -> dict[str, str]:
+    """This process's environment without its process-group rendezvous (the probe starts its own)."""
+    group = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    return {k: v for k, v in os.environ.items() if k not in group} | {"PYTHONWARNINGS": "ignore"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=16)
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, __file__, "--probe", name, "--folder", str(folder), "--prompts", str(args.prompts),
                  "--max-new-tokens", str(args.max_new_tokens), "--num-slots", str(args.num_slots),
                  "--temperature", str(args.temperature), "--top-p", str(args.top_p), "--seed", str(args.seed)],
-                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                capture_output=True, text=True, env=_fresh_env(),
             )  # fmt: skip
             lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
             if probe.returncode == 0 and lines:

@@ -89,23 +89,25 @@ def sample_next_tokens(
     generators: Sequence[torch.Generator],
     banned_token_ids: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens `[B]` and their log-probabilities `[B]` from logits `[B, V]` over the real vocabulary.
+    """Next tokens `[B]` and their log-probabilities `[B]` from logits `[B, V]` over the real vocabulary
+    (overwritten: the banned columns are set to -inf in place).
 
     `banned_token_ids` (the protein placeholder tokens: inputs only) are never chosen; their probability
     stays in the reported log-probability's normaliser, like the training forward's."""
-    logits = logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    scores = logits.clone()
+    logits = logits.float()  # the model's output, ours to overwrite (no copy when it is fp32 already)
+    # log-probabilities from the raw logits: logit - logsumexp, without a [B, V] log_softmax copy
+    log_normaliser = torch.logsumexp(logits, dim=-1)
     if banned_token_ids:
-        scores[:, list(banned_token_ids)] = float("-inf")
+        logits[:, list(banned_token_ids)] = float("-inf")
     if params.greedy:
-        tokens = scores.argmax(dim=-1)
+        tokens = logits.argmax(dim=-1)
     else:
-        scores = _filter(scores / params.temperature, params.top_k, params.top_p)
+        scores = _filter(logits / params.temperature, params.top_k, params.top_p)
         # Gumbel-max with each row's own stream: argmax(s + G) is a draw from softmax(s).
         noise = torch.stack(
             [torch.rand(scores.shape[-1], generator=g, device=g.device) for g in generators]
         ).to(scores.device)
         gumbel = -torch.log(-torch.log(noise.clamp_min(torch.finfo(noise.dtype).tiny)))
         tokens = (scores + gumbel).argmax(dim=-1)
-    return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+    chosen = logits.gather(-1, tokens[:, None]).squeeze(-1)  # never a banned token: its raw logit
+    return tokens, chosen - log_normaliser

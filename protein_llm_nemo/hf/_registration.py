@@ -25,8 +25,15 @@ _PROCESSING = "transformers.models.auto.processing_auto"
 _done: set[str] = set()
 
 
+def _being_imported(module: str, name: str) -> bool:
+    """Our module is half-way through its own import (it imported transformers, whose Auto module called
+    us back): registering now would be a circular import. The module registers itself when it is done."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and not hasattr(loaded, name)
+
+
 def register_config() -> None:
-    if _CONFIG in _done:
+    if _CONFIG in _done or _being_imported("protein_llm_nemo.hf.configuration", "ProteinLLMConfig"):
         return
     _done.add(_CONFIG)
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConfig
@@ -77,7 +84,7 @@ def register_model() -> None:
 
 
 def register_processor() -> None:
-    if _PROCESSING in _done:
+    if _PROCESSING in _done or _being_imported("protein_llm_nemo.hf.processing", "ProteinLLMProcessor"):
         return
     _done.add(_PROCESSING)
     register_config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -83,3 +84,11 @@ class ProteinLLMConfig(PreTrainedConfig):
     def cross_attention_layers(self) -> list[int]:
         """0-based decoder layers preceded by a cross-attention block (the bridge's rule)."""
         return self.bridge_spec.cross_attention_layers(self.text_config.num_hidden_layers)
+
+
+# Registered here too: when this module's own import of transformers loaded the Auto module first, the
+# import hook had to wait for this module to finish (see `_registration`).
+from protein_llm_nemo.hf import _registration  # noqa: E402
+
+if _registration._CONFIG in sys.modules:
+    _registration.register_config()

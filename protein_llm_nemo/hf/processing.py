@@ -14,6 +14,7 @@ into the prompt. Batches are left-padded for generation.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,3 +135,11 @@ class ProteinLLMProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "protein_sequences"]
+
+
+# Registered here too: when this module's own import of transformers loaded the Auto module first, the
+# import hook had to wait for this module to finish (see `_registration`).
+from protein_llm_nemo.hf import _registration  # noqa: E402
+
+if _registration._PROCESSING in sys.modules:
+    _registration.register_processor()
