@@ -32,6 +32,7 @@ The PEFT/HuggingFace side (adapter folders for `peft.PeftModel`, and back) is
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import inspect
 import math
@@ -50,6 +51,7 @@ __all__ = [
     "LoRAAdapter",
     "LoRAConfig",
     "LoRALinear",
+    "adapters_disabled",
     "apply_lora",
     "language_model_of",
     "lora_modules",
@@ -185,6 +187,7 @@ class LoRAAdapter(nn.Module):
         )
 
         self.mode = mode
+        self.enabled = True  # False: the wrapped linear is its base layer alone (a reference policy)
         self.rank = config.rank
         self.scaling = config.scaling
         self.tp_group = tp_group
@@ -286,6 +289,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, input_: torch.Tensor, *args: Any, **kwargs: Any):
         result = super().forward(input_, *args, **kwargs)
+        if not self.adapter.enabled:
+            return result
         x = self._lora_adapter_input(input_)
         # megatron linears return (output, bias); TE's LayerNorm linear also hands back its normed input
         if len(result) == 3:
@@ -410,6 +415,19 @@ def lora_modules(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
     for name, module in model.named_modules():
         if isinstance(module, LoRALinear):
             yield name, module
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """The model without its adapters inside the block (the base model a LoRA run started from)."""
+    modules = [module for _, module in lora_modules(model)]
+    for module in modules:
+        module.adapter.enabled = False
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.adapter.enabled = True
 
 
 def lora_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

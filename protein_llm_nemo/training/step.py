@@ -36,6 +36,8 @@ class StepOutput:
     group_grad_norms: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
     learning_rates: dict[str, float] = field(default_factory=dict)
+    reports: list[dict] = field(default_factory=list)  # every micro-batch's loss report (last pipeline stage)
+    group_grad_norms_after: dict[str, float] = field(default_factory=dict)  # after routing and clipping
 
 
 # -- the forward step megatron's schedules call ---------------------------------------------------------
@@ -186,7 +188,11 @@ def train_step(
     micro_batch_size: int,
     clip_grad: float = 1.0,
     grad_norms_by_group: bool = True,
+    router: Any = None,
 ) -> StepOutput:
+    """One optimizer step. `router` (GRPO's `GradientRouter`) may rescale each parameter group's gradient
+    before the update (`adjust`) and hold groups still (`before_update` / `after_update`); the per-group
+    norms after it and the global clip are in `StepOutput.group_grad_norms_after`."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     for chunk in model_chunks:
@@ -202,17 +208,25 @@ def train_step(
         forward_only=False,
     )
     loss, tokens = reduce_loss_reports(reports, _reduce_device())
-    groups = group_grad_norms(model_chunks) if grad_norms_by_group else {}
+    groups = group_grad_norms(model_chunks) if grad_norms_by_group or router is not None else {}
+    scales = router.adjust(model_chunks, groups) if router is not None else {}
     found_inf = optimizer.prepare_grads()
     grad_norm = optimizer.get_grad_norm()
     grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
     rates = learning_rates(optimizer)
+    out = StepOutput(loss, tokens, grad_norm, groups, skipped=True, learning_rates=rates, reports=reports)
     if found_inf or not math.isfinite(loss) or not math.isfinite(grad_norm):
-        return StepOutput(loss, tokens, grad_norm, groups, skipped=True, learning_rates=rates)
-    clip_gradients(optimizer, clip_grad, grad_norm)
+        return out
+    coeff = clip_gradients(optimizer, clip_grad, grad_norm)
+    if router is not None:
+        router.before_update(optimizer)
     optimizer.step_with_ready_grads()
+    if router is not None:
+        router.after_update(optimizer)
     scheduler.step(1)
-    return StepOutput(loss, tokens, grad_norm, groups, skipped=False, learning_rates=rates)
+    out.skipped = False
+    out.group_grad_norms_after = {g: n * scales.get(g, 1.0) * coeff for g, n in groups.items()}
+    return out
 
 
 @torch.no_grad()
