@@ -6,11 +6,13 @@ Per response token t of a sample with advantage A:
     pg_t     = max(-A r_t, -A clip(r_t, 1 - eps_low, 1 + eps_high))      PPO clipping (clip-higher: DAPO)
     pg_t     = min(pg_t, -c A)   where A < 0                     dual clip (Ye et al. 2020), when c is given
     kl_t     = exp(q) - q - 1,  q = clamp(logp_ref_t - logp_t, +-20), clamped to +-10       k3 (Schulman)
-    loss_t   = w_t (pg_t + beta kl_t)
+    loss_t   = w_t pg_t + beta kl_t
 
 w_t = exp(logp_old_t - logp_gen_t) (detached) with the importance-sampling correction on (the generator's and
-the trainer's log-probs of the same token differ by numerics), else 1. logp_old is recomputed by the training
-forward before the update, so r = 1 exactly on the first update of a batch.
+the trainer's log-probs of the same token differ by numerics), else 1. It corrects the policy-gradient term
+only, as NeMo-RL's actor weights and TRL's vLLM ratio do: the KL to the reference is not reweighted.
+logp_old is recomputed by the training forward before the update, so r = 1 exactly on the first update of a
+batch.
 
 Aggregation (`loss_agg_mode`, verl's names): the returned (sum, count) pair follows megatron's
 `calculate_per_token_loss` contract: every micro-batch returns its sum and count, the schedule adds them up
@@ -51,7 +53,8 @@ class PolicyLossConfig:
     """eps_low / eps_high: the clip range (0.2 / 0.28: DAPO's clip-higher); dual_clip: c > 1 or None;
     beta: the KL coefficient (0 drops the reference pass); kl_input_clamp / kl_output_clamp: NeMo-RL's
     clamps of the k3 estimator; loss_agg_mode: see the module docstring; max_new_tokens: Dr. GRPO's
-    normaliser; importance_sampling_correction: weight tokens by exp(logp_old - logp_gen)."""
+    normaliser; importance_sampling_correction: weight each token's policy-gradient term by
+    exp(logp_old - logp_gen)."""
 
     eps_low: float = 0.2
     eps_high: float = 0.28
@@ -102,6 +105,10 @@ def policy_loss(
     if config.dual_clip is not None:
         pg = torch.where(advantages < 0, torch.minimum(pg, -advantages * config.dual_clip), pg)
     per_token = pg
+    if config.importance_sampling_correction:
+        if generation_logprobs is None:
+            raise ValueError("importance_sampling_correction needs the generation log-probs")
+        per_token = per_token * torch.exp(old_logprobs - generation_logprobs).detach()
     kl = torch.zeros_like(logprobs)
     if config.beta > 0:
         if ref_logprobs is None:
@@ -109,10 +116,6 @@ def policy_loss(
         q = (ref_logprobs - logprobs).clamp(-config.kl_input_clamp, config.kl_input_clamp)
         kl = (torch.exp(q) - q - 1).clamp(-config.kl_output_clamp, config.kl_output_clamp)
         per_token = per_token + config.beta * kl
-    if config.importance_sampling_correction:
-        if generation_logprobs is None:
-            raise ValueError("importance_sampling_correction needs the generation log-probs")
-        per_token = per_token * torch.exp(old_logprobs - generation_logprobs).detach()
     per_token = per_token * mask
     tokens = mask.sum()
     if config.loss_agg_mode == "token-mean":
