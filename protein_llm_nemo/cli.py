@@ -18,6 +18,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "protein_llm_nemo.data.cli": ("data",),
     "protein_llm_nemo.models.cli": ("bridge-sizes",),
     "protein_llm_nemo.generation.cli": ("generate",),
+    "protein_llm_nemo.evaluation.cli": ("eval",),
 }
 
 

@@ -11,7 +11,10 @@
 #      mlp`: tiny-cpu, 20 steps) through NeMo-Run's local executor, starting from the SSL run's language
 #      model; checkpoints and metrics.jsonl under runs/demo/ (git-ignored);
 #   5. export of the last SFT checkpoint to a HuggingFace folder and generation with plain `transformers`
-#      through `protein-llm generate`.
+#      through `protein-llm generate`;
+#   6. evaluation of the SFT checkpoint (megatron) on 24 test records of the split (greedy + 4 samples per
+#      protein, `protein-llm eval`) beside the naive and homology baselines, and its report (Markdown +
+#      PNGs) in runs/demo/eval/report/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONWARNINGS=ignore OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -48,4 +51,20 @@ protein-llm convert export --checkpoint "runs/demo/sft-mlp/$(cat runs/demo/sft-m
 protein-llm generate --model runs/demo/hf-mlp --max-new-tokens 24 --seed 0 \
   --prompt "What is the molecular function of this protein?" \
   --sequence MSKGEELFTGVVPILVELDGDVNGHKFSVSGEGEGDATYGKLTLKFICTTGKLPVPWPTLVTTLTYGVQCFSRYPDHMKQHDFFKSAMPEGYVQERTIFFKDDGNYKTRAEVKFEGDTLVNRIELKGIDFKEDGNILGHKLEYNYNSHNVYIMADKQKNGIKVNFKIRHNIEDGSVQLADHYQQNTPIGDGPVLLPDNHYLSTQSALSKDPNEKRDHMVLLEFVTAAGITHGMDELYK
-echo "demo: SSL and SFT checkpoints in runs/demo/, the exported model in runs/demo/hf-mlp/"
+echo "== evaluate the SFT checkpoint beside the naive and homology baselines (protein-llm eval)"
+protein-llm eval --checkpoint runs/demo/sft-mlp --data outputs/go_demo_split/test.jsonl --limit 24 \
+  --train outputs/go_demo_split/train.jsonl --baselines naive,homology \
+  --go-obo outputs/go_demo/assets/GeneOntology_2019.01.29.obo --samples 4 --max-new-tokens 32 \
+  --bootstrap-resamples 500 --out runs/demo/eval/sft-mlp
+protein-llm eval report runs/demo/eval/sft-mlp --out runs/demo/eval/report
+python - <<'PY'
+import json
+results = json.load(open("runs/demo/eval/sft-mlp/results.json"))
+for task, entry in results["tasks"].items():
+    systems = entry["systems"]
+    f_max = ", ".join(f"{name} {scores['f_max']['value']:.3f}" for name, scores in systems.items())
+    failures = systems["model"]["parse_failure_rate"]["value"]
+    print(f"demo: {task}: F-max {f_max}; the model's greedy answers unparsable: {failures:.0%}")
+PY
+echo "demo: SSL and SFT checkpoints in runs/demo/, the exported model in runs/demo/hf-mlp/, the evaluation" \
+  "report in runs/demo/eval/report/report.md"
