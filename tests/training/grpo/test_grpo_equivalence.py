@@ -35,6 +35,7 @@ GRAD_TOLERANCE = 1e-6  # fp32 noise: gradients are of order 0.1-0.4 here
 @pytest.fixture(scope="module", params=["text", "mlp"])
 def trl_comparison(request, tmp_path_factory):
     import trl  # noqa: F401  (a dev dependency: a missing trl is an error, not a skip)
+
     bridge = request.param
     root = tmp_path_factory.mktemp(f"trl_{bridge}")
     folder = str(root / "hf")
