@@ -19,12 +19,12 @@ from protein_llm_nemo.rewards.answer_text import is_negated, strip_leading_decor
 from protein_llm_nemo.rewards.base import Reward, RewardConfig, RewardInputError, RewardResult, require_meta
 from protein_llm_nemo.rewards.registry import register_reward
 
-_VERDICT = re.compile(r"\b(yes|no)\b", re.I)
+VERDICT = re.compile(r"\b(yes|no)\b", re.I)
 
 
 def parse_verdict(answer: str) -> bool | str:
     """True / False, or the failure reason (``no_answer``, ``ambiguous``, ``negated``)."""
-    matches = list(_VERDICT.finditer(answer))
+    matches = list(VERDICT.finditer(answer))
     if not matches:
         return "no_answer"
     if len({m.group(1).lower() for m in matches}) > 1:
@@ -56,7 +56,7 @@ class PpiReward(Reward):
         if isinstance(verdict, str):
             return RewardResult.failure(verdict)
         correct = 1.0 if verdict == truth else 0.0
-        first_word = _VERDICT.match(strip_leading_decoration(answer)) is not None
+        first_word = VERDICT.match(strip_leading_decoration(answer)) is not None
         format_score = 1.0 if first_word else 0.0
         components = {"format": format_score, "correct": correct}
         return RewardResult(self.config.total(correct, format_score), components, verdict, True)

@@ -22,7 +22,14 @@ from protein_llm_nemo.rewards.base import Reward, RewardResult
 
 RewardClass = TypeVar("RewardClass", bound=type[Reward])
 
-_MODULES: tuple[str, ...] = ("go_terms", "stability", "ppi", "structure_quality", "multiple_choice")
+_MODULES: tuple[str, ...] = (
+    "go_terms",
+    "stability",
+    "ppi",
+    "structure_quality",
+    "multiple_choice",
+    "binary_property",
+)
 
 _CLASSES: dict[str, type[Reward]] = {}
 _INSTANCES: dict[type[Reward], Reward] = {}

@@ -25,7 +25,16 @@ from protein_llm_nemo.rewards.ppi import PpiReward
 
 from .conftest import make_record
 
-VERIFIABLE_TASKS = ["go_bp", "go_cc", "go_mf", "multiple_choice", "ppi", "stability", "structure_quality"]
+VERIFIABLE_TASKS = [
+    "binary_property",
+    "go_bp",
+    "go_cc",
+    "go_mf",
+    "multiple_choice",
+    "ppi",
+    "stability",
+    "structure_quality",
+]
 
 
 def test_list_rewards_names_every_verifiable_task():
@@ -47,7 +56,7 @@ def test_free_text_tasks_have_no_reward(task):
 
 
 def test_unknown_task_is_a_clear_error():
-    with pytest.raises(NoRewardError, match="'go_xx'.*rewards exist for go_bp, go_cc, go_mf"):
+    with pytest.raises(NoRewardError, match="'go_xx'.*rewards exist for binary_property, go_bp, go_cc, go_mf"):
         get_reward("go_xx")
 
 
