@@ -37,23 +37,25 @@ def group_advantages(
         raise ValueError(f"rewards must be [prompts, samples_per_prompt], got {tuple(rewards.shape)}")
     rewards = rewards.double()
     valid = torch.ones_like(rewards, dtype=torch.bool) if valid is None else valid.bool()
-    weights = valid.double()
-    count = weights.sum(dim=1, keepdim=True)
-    total = (rewards * weights).sum(dim=1, keepdim=True)
-    squares = (rewards.square() * weights).sum(dim=1, keepdim=True)
+    size = rewards.shape[1]
+    # pool[p, i, j]: sample j is in sample i's baseline (its group's valid samples, i itself left out).
+    pool = valid[:, None, :].expand(-1, size, -1)
     if leave_one_out:
-        others = count - weights  # the sample itself left out (only when it is valid)
-        mean = (total - rewards * weights) / others.clamp(min=1)
-        mean_square = (squares - rewards.square() * weights) / others.clamp(min=1)
-    else:
-        others = count.expand_as(rewards)
-        mean = (total / count.clamp(min=1)).expand_as(rewards)
-        mean_square = (squares / count.clamp(min=1)).expand_as(rewards)
-    variance = (mean_square - mean.square()).clamp(min=0) * others / (others - 1).clamp(min=1)
-    std = torch.where(others > 1, variance.sqrt(), torch.zeros_like(variance))
+        pool = pool & ~torch.eye(size, dtype=torch.bool, device=rewards.device)
+    values = rewards[:, None, :].expand(-1, size, -1)
+    others = pool.sum(dim=-1)
+    mean = torch.where(pool, values, 0.0).sum(dim=-1) / others.clamp(min=1)
+    # Two passes (deviations from the mean), not E[x^2] - E[x]^2: the latter leaves a ~1e-9 "std" where the
+    # others are all equal (rewards such as 0.1 are inexact), and dividing by it made advantages of ~1e6.
+    deviations = torch.where(pool, values - mean[..., None], 0.0)
+    variance = deviations.square().sum(dim=-1) / (others - 1).clamp(min=1)
+    high = torch.where(pool, values, float("-inf")).amax(dim=-1)
+    low = torch.where(pool, values, float("inf")).amin(dim=-1)
+    spread = (others > 1) & (high > low)  # exactly: equal others have std 0, whatever the rounding
+    std = torch.where(spread, variance.sqrt(), torch.zeros_like(variance))
     advantages = rewards - mean
     if normalize_std:
-        advantages = torch.where(std > 0, advantages / (std + eps), advantages)
+        advantages = torch.where(spread, advantages / (std + eps), advantages)
     zero = zero_variance_groups(rewards, valid)
     advantages = torch.where(zero[:, None] | ~valid, torch.zeros_like(advantages), advantages)
     return advantages.float(), zero
