@@ -1,6 +1,7 @@
 """Evaluation recipe: a megatron checkpoint on the test split, with the naive and homology baselines.
 
     nemo-run recipes/eval.py                                     # tiny CPU default: the SFT run of --bridge
+    nemo-run recipes/eval.py --checkpoint runs/demo/sft-mlp --data outputs/go_demo_split/test.jsonl
     nemo-run recipes/eval.py checkpoint=runs/demo/sft-mlp data.test_path=outputs/go_demo_split/test.jsonl \\
         data.limit=24 generation.samples=4 out_dir=runs/demo/eval/sft-mlp
     nemo-run recipes/eval.py --preset qwen3-8b-1node --bridge flamingo --executor slurm ... --dryrun
@@ -28,10 +29,12 @@ ENTRYPOINT = evaluate
 
 
 @run.cli.factory(target=evaluate)
-def recipe(preset: str = "tiny-cpu", bridge: str = "mlp") -> run.Partial[evaluate]:
-    """The evaluation recipe at `preset` of the SFT run with `bridge` (see `nemo-run recipes/eval.py
-    --list-presets`)."""
-    return eval_recipe(preset=preset, bridge=bridge)
+def recipe(
+    preset: str = "tiny-cpu", bridge: str = "mlp", checkpoint: str | None = None, test_path: str | None = None
+) -> run.Partial[evaluate]:
+    """The evaluation recipe at `preset` of `checkpoint` (default: the SFT run with `bridge`) on `test_path`
+    (default: the preset's test split); see `nemo-run recipes/eval.py --list-presets`."""
+    return eval_recipe(preset=preset, bridge=bridge, checkpoint=checkpoint, test_path=test_path)
 
 
 if __name__ == "__main__":

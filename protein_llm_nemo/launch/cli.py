@@ -3,11 +3,12 @@
     nemo-run recipes/sft.py --bridge flamingo
     nemo-run recipes/sft.py --bridge mlp train.max_steps=20 optimizer.bridge_lr=3e-4
     nemo-run recipes/sft.py --executor torchrun --nproc-per-node 2 parallel.tensor_model_parallel_size=2
+    nemo-run recipes/grpo.py --bridge mlp --task go checkpoint.load_model_from=runs/demo/sft-mlp
     nemo-run recipes/sft.py --preset qwen3-8b-2node --bridge flamingo --executor slurm --dryrun \\
         executor.account=bio executor.partition=batch executor.container_image=nvcr.io/acme/protein-llm-nemo:0.1
 
 NeMo-Run's own CLI (`nemo` / `nemorun`, or `python recipes/sft.py ...`) takes only `key=value`; this front end
-adds the flags above, maps them onto the recipe file's factory (`recipe(preset=..., bridge=...)`) and an
+adds the flags above, maps them onto the recipe file's factory (`recipe(preset=..., bridge=..., task=...)`) and an
 executor of `protein_llm_nemo.launch.executors`, applies `key=value` overrides to the recipe (`train.max_steps`)
 or the executor (`executor.nodes`), checks the layout (ranks vs TP x PP, batch vs DP, container image) and, for a
 job on this machine, that every file the recipe reads exists (data, checkpoints to load, embedding cache, local
@@ -60,13 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="key=value overrides: recipe sections (train.max_steps=20, lora.rank=16) or executor.KEY=VALUE.",
         allow_abbrev=False,
     )
-    parser.add_argument("recipe", help="a recipe file (recipes/sft.py, recipes/ssl.py)")
+    parser.add_argument("recipe", help="a recipe file (recipes/sft.py, recipes/ssl.py, recipes/grpo.py)")
     parser.add_argument("--preset", default=None, help="recipe preset (default tiny-cpu); --list-presets")
     parser.add_argument(
         "--bridge",
         default=None,
         help="a registered bridge: text | mlp | perceiver | flamingo | ... (SFT; default mlp)",
     )
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="GRPO: the records' tasks: go | ppi | stability | structure | mc | all (default all)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="eval: the megatron checkpoint (run or step folder) to evaluate (checkpoint=)",
+    )
+    parser.add_argument("--data", default=None, help="eval: the test records (data.test_path=)")
     parser.add_argument(
         "--executor", default=None, choices=EXECUTOR_NAMES, help="where to run (default local)"
     )
@@ -90,11 +102,13 @@ def _flag_names(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def load_recipe(path: str | Path) -> ModuleType:
-    """Import a recipe file by path. It must define `recipe(preset=..., [bridge=...])` returning a
-    `run.Partial`; `STAGE` names it."""
+    """Import a recipe file by path. It must define `recipe(preset=..., [bridge=...], [task=...])` returning a
+    `run.Partial`; `STAGE` names it, `PRESETS` / `format_presets` (optional) are its own presets."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"recipe file {str(path)!r} not found (try recipes/sft.py or recipes/ssl.py)")
+        raise UsageError(
+            f"recipe file {str(path)!r} not found (try recipes/sft.py, recipes/ssl.py or recipes/grpo.py)"
+        )
     name = f"protein_llm_nemo_recipe_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -241,10 +255,11 @@ def prepare(argv: list[str]) -> dict[str, Any]:
     module = load_recipe(args.recipe)
     factory_params = inspect.signature(module.recipe).parameters
     stage = getattr(module, "STAGE", Path(args.recipe).stem)
+    presets = getattr(module, "PRESETS", PRESETS)  # GRPO's presets add rollouts to the same layouts
     kwargs: dict[str, Any] = {}
     preset_name = args.preset or factory_params["preset"].default
-    if preset_name not in PRESETS:
-        raise UsageError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
+    if preset_name not in presets:
+        raise UsageError(f"unknown preset {preset_name!r}; choose one of {', '.join(presets)}")
     kwargs["preset"] = preset_name
     bridge = None
     if "bridge" in factory_params:
@@ -252,6 +267,21 @@ def prepare(argv: list[str]) -> dict[str, Any]:
         kwargs["bridge"] = bridge
     elif args.bridge:
         raise UsageError(f"{args.recipe} takes no --bridge (the {stage} stage has no protein bridge)")
+    task = None
+    if "task" in factory_params:
+        task = args.task or factory_params["task"].default
+        kwargs["task"] = task
+    elif args.task:
+        raise UsageError(f"{args.recipe} takes no --task (only GRPO selects records by their reward's task)")
+    for flag, param in (("--checkpoint", "checkpoint"), ("--data", "test_path")):
+        value = getattr(args, flag[2:])
+        if value is None:
+            continue
+        if param not in factory_params:
+            raise UsageError(
+                f"{args.recipe} takes no {flag} (the evaluation recipe does; use key=value here)"
+            )
+        kwargs[param] = value
     try:
         partial = module.recipe(**kwargs)
     except ValueError as exc:
@@ -266,7 +296,7 @@ def prepare(argv: list[str]) -> dict[str, Any]:
         message = str(exc).split("\n\nFiddle context:")[0]
         raise UsageError(f"invalid recipe config: {message}") from None
 
-    preset = PRESETS[preset_name]
+    preset = presets[preset_name]
     executor_name = args.executor or ("torchrun" if (args.nproc_per_node or 1) > 1 else "local")
     if executor_name == "local" and (args.nproc_per_node or 1) > 1:
         raise UsageError("--executor local runs one process; use --executor torchrun --nproc-per-node N")
@@ -281,12 +311,18 @@ def prepare(argv: list[str]) -> dict[str, Any]:
     apply_overrides(executor_config, executor_overrides, what="executor")
     try:
         executor = fdl.build(executor_config)
-        layout = check_launch(executor, partial.parallel, partial.data, dryrun=args.dryrun)
+        batched = "global_batch_size" in _parameters(partial.data)  # GRPO's batch is its rollouts
+        layout = check_launch(
+            executor, partial.parallel, partial.data if batched else None, dryrun=args.dryrun
+        )
+        if not batched:
+            layout.update(_rollout_layout(partial, layout["data_parallel"]))
     except LaunchError as exc:
         raise UsageError(str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise UsageError(f"executor {executor_name}: {exc}") from None
-    name = args.name or "-".join(part for part in (stage, bridge, preset_name) if part)
+    task_part = task if task != "all" else None
+    name = args.name or "-".join(part for part in (stage, bridge, task_part, preset_name) if part)
     return dict(
         partial=partial,
         executor=executor,
@@ -296,6 +332,22 @@ def prepare(argv: list[str]) -> dict[str, Any]:
         args=args,
         stage=stage,
     )
+
+
+def _rollout_layout(partial: Any, data_parallel: int) -> dict[str, int]:
+    """GRPO: the step's samples (prompts x generations) split evenly over DP ranks and micro-batches."""
+    import fiddle as fdl
+
+    grpo, data = fdl.build(partial.grpo), fdl.build(partial.data)
+    samples = grpo.num_prompts_per_step * grpo.num_generations
+    per_pass = data.micro_batch_size * data_parallel
+    if samples % per_pass:
+        raise UsageError(
+            f"grpo.num_prompts_per_step x grpo.num_generations = {samples} samples per step is not a multiple "
+            f"of data.micro_batch_size ({data.micro_batch_size}) x data-parallel size ({data_parallel}) = "
+            f"{per_pass}"
+        )
+    return {"samples_per_step": samples, "micro_batches_per_rank": samples // per_pass}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -324,7 +376,7 @@ def _data_hint(key: str, path: str) -> str:
     return f"point {key}= at existing records (docs/data.md)"
 
 
-def _checkpoint_hint(key: str, path: str) -> str:
+def _checkpoint_hint(key: str, path: str, stage: str = "sft", bridge: str = "B") -> str:
     size = re.fullmatch(r"(?:.*/)?qwen3-([\w.]+)-megatron/?", path)
     if key == "checkpoint.load_language_model_from" and size:
         hub_id = f"Qwen/Qwen3-{size.group(1).upper()}"
@@ -333,6 +385,13 @@ def _checkpoint_hint(key: str, path: str) -> str:
         return (
             f"import a Qwen3 with `protein-llm convert import --hf-model Qwen/Qwen3-... --out {path}` or train "
             f"an SSL run there with `nemo-run recipes/ssl.py checkpoint.dir={path}`"
+        )
+    if key == "checkpoint.load_model_from" and stage == "grpo":
+        if re.fullmatch(r"(?:\./)?runs/demo/sft-mlp/?", path):
+            return "run `make demo` first (its SFT run writes runs/demo/sft-mlp)"
+        return (
+            f"train the SFT run GRPO starts from first: `nemo-run recipes/sft.py --bridge {bridge} "
+            f"[--preset P] checkpoint.dir={path}`"
         )
     if key == "checkpoint.load_model_from":
         return f"train the run it starts from first (e.g. `nemo-run recipes/ssl.py checkpoint.dir={path}`)"
@@ -360,7 +419,21 @@ def _inputs(partial: Any, stage: str) -> list[tuple[str, str, str, bool]]:
         path = get("checkpoint", name)
         if path:
             key = f"checkpoint.{name}"
-            found.append((key, str(path), _checkpoint_hint(key, str(path)), Path(path).exists()))
+            bridge = getattr(sections.get("bridge"), "name", "B")
+            hint = _checkpoint_hint(key, str(path), stage, bridge)
+            found.append((key, str(path), hint, Path(path).exists()))
+    for name in ("go_obo", "go_ontology_dir"):  # GRPO's GO rewards
+        path = get("rewards", name)
+        if path:
+            from protein_llm_nemo.launch.recipes import GO_OBO
+
+            demo = path in GO_OBO.values()
+            hint = (
+                DEMO_DATA
+                if demo
+                else f"point rewards.{name}= at the Gene Ontology the GO records were made with"
+            )
+            found.append((f"rewards.{name}", str(path), hint, Path(path).exists()))
     cache = get("encoder", "cache_dir")
     if cache:
         hint = f"build it with `protein-llm encode --encoder NAME --input RECORDS --cache-dir {cache}`"
@@ -395,11 +468,36 @@ def check_inputs(plan: dict[str, Any]) -> str | None:
         return None
     missing = missing_inputs(plan)
     if not missing:
-        return None
+        return _untrained_bridge(plan["partial"])
     key, path, hint = missing[0]
     also = [k for k, *_ in missing[1:]]
     more = f" (also missing: {', '.join(also)})" if also else ""
     return f"{key}={path} not found{more}; {hint}"
+
+
+def _untrained_bridge(partial: Any) -> str | None:
+    """GRPO from a random bridge is almost always a mistake (the run refuses it): say so before launching."""
+    import fiddle as fdl
+
+    from protein_llm_nemo.bridges import get_bridge_config_class
+    from protein_llm_nemo.training.checkpoint import resolve_resume
+
+    sections = fdl.build(partial).keywords
+    if "allow_untrained_bridge" not in _parameters(partial) or sections.get("allow_untrained_bridge"):
+        return None
+    bridge, checkpoint = sections["bridge"].name, sections["checkpoint"]
+    if not get_bridge_config_class(bridge).uses_encoder or checkpoint.load_model_from:
+        return None
+    try:
+        if resolve_resume(checkpoint.dir, checkpoint.resume_from, checkpoint.auto_resume) is not None:
+            return None
+    except FileNotFoundError:
+        return None  # a bad resume_from is reported by the run itself
+    return (
+        f"GRPO would start from an untrained {bridge!r} bridge: train its SFT run first (`nemo-run "
+        f"recipes/sft.py --bridge {bridge}`; `make demo` trains mlp), or set checkpoint.load_model_from=<an SFT "
+        "checkpoint of this bridge>, or allow_untrained_bridge=True if you mean it"
+    )
 
 
 def _launch(plan: dict[str, Any]) -> int:
@@ -439,6 +537,14 @@ def main(argv: list[str] | None = None) -> int:
     if "--list-presets" in argv:
         from protein_llm_nemo.launch.presets import format_presets
 
+        recipes = [item for item in argv if item.endswith(".py")]
+        if recipes:  # a recipe file may list its own presets (GRPO)
+            try:
+                with optional_import("the nemo-run command", "train"):
+                    format_presets = getattr(load_recipe(recipes[0]), "format_presets", format_presets)
+            except (UsageError, MissingPackageError) as exc:
+                print(f"nemo-run: error: {exc}", file=sys.stderr)
+                return 2
         print(format_presets())
         return 0
     try:

@@ -1,9 +1,9 @@
-"""The NeMo-Run entry points of the SFT and SSL recipes: `run_sft` / `run_ssl` with one argument per config
-section.
+"""The NeMo-Run entry points of the SFT, SSL and GRPO recipes: `run_sft` / `run_ssl` / `run_grpo` with one
+argument per config section.
 
 NeMo-Run's CLI addresses an entry point's arguments (`bridge=flamingo`, `train.max_steps=20`), so these take
-the sections of `SFTConfig` / `SSLConfig` as arguments and assemble the config; the training itself is
-`protein_llm_nemo.training.run_sft` / `run_ssl`, unchanged. A section left out keeps its dataclass default.
+the sections of `SFTConfig` / `SSLConfig` / `GRPOConfig` as arguments and assemble the config; the training
+itself is `protein_llm_nemo.training.run_sft` / `run_ssl` / `training.grpo.run_grpo`, unchanged. A section left out keeps its dataclass default.
 `bridge=flamingo` resolves the `flamingo` factory registered for `BridgeSelection` (see `launch.recipes`).
 Annotations are evaluated (no `from __future__ import annotations`): NeMo-Run reads them for parsing and help.
 """
@@ -12,6 +12,7 @@ import dataclasses
 import types
 import typing
 
+from protein_llm_nemo.evaluation.config import EvalDataConfig, EvalGenerationConfig
 from protein_llm_nemo.training.config import (
     BridgeSelection,
     CheckpointConfig,
@@ -27,9 +28,16 @@ from protein_llm_nemo.training.config import (
     SSLConfig,
     TrainConfig,
 )
+from protein_llm_nemo.training.grpo.config import (
+    GRPOConfig,
+    GRPODataConfig,
+    GRPOSection,
+    RewardsConfig,
+    RoutingConfig,
+)
 from protein_llm_nemo.training.result import TrainResult
 
-__all__ = ["sft", "ssl"]
+__all__ = ["evaluate", "grpo", "sft", "ssl"]
 
 
 def _for_nemo_run(hint):
@@ -62,7 +70,7 @@ def evaluate_config_annotations(*roots: type) -> None:
                     stack.append(arg)
 
 
-evaluate_config_annotations(SFTConfig, SSLConfig)
+evaluate_config_annotations(SFTConfig, SSLConfig, GRPOConfig, EvalDataConfig, EvalGenerationConfig)
 
 
 def _assemble(config_cls, sections: dict):
@@ -122,7 +130,69 @@ def ssl(
     return run_ssl(_assemble(SSLConfig, sections))
 
 
-for _entry in (sft, ssl):
+def grpo(
+    model: ModelConfig | None = None,
+    bridge: BridgeSelection | None = None,
+    encoder: EncoderSelection | None = None,
+    data: GRPODataConfig | None = None,
+    grpo: GRPOSection | None = None,
+    routing: RoutingConfig | None = None,
+    rewards: RewardsConfig | None = None,
+    optimizer: OptimizerConfig | None = None,
+    scheduler: SchedulerConfig | None = None,
+    train: TrainConfig | None = None,
+    checkpoint: CheckpointConfig | None = None,
+    logging: LoggingConfig | None = None,
+    parallel: ParallelConfig | None = None,
+    lora: LoRAConfig | None = None,
+    allow_untrained_bridge: bool = False,
+) -> TrainResult:
+    """GRPO of a ProteinLLM from its SFT checkpoint (`protein_llm_nemo.training.grpo.run_grpo`); every rank
+    calls this. A section left out keeps `GRPOConfig`'s default (its optimizer: lr 5e-6, bridge_lr 2e-5)."""
+    sections = dict(locals())
+    from protein_llm_nemo.training.grpo.run import run_grpo
+
+    config = _assemble(GRPOConfig, sections)
+    return run_grpo(_fill_placeholders(config, bridge=config.bridge.name))
+
+
+def evaluate(
+    checkpoint: str | None = None,
+    model: str | None = None,
+    data: EvalDataConfig | None = None,
+    generation: EvalGenerationConfig | None = None,
+    baselines: str = "",
+    out_dir: str | None = None,
+    parallel: ParallelConfig | None = None,
+    name: str | None = None,
+    bootstrap_resamples: int = 1000,
+) -> dict | None:
+    """Evaluation of a megatron checkpoint (or an HF export: `model`) on test records
+    (`protein_llm_nemo.evaluation.runner.run_evaluation`); every rank calls this, rank 0 writes
+    `out_dir`/results.json (default runs/eval/<checkpoint folder name>)."""
+    from pathlib import Path
+
+    from protein_llm_nemo.evaluation.config import EvalConfig
+    from protein_llm_nemo.evaluation.runner import run_evaluation
+
+    parallel = parallel or ParallelConfig()
+    source = checkpoint or model
+    config = EvalConfig(
+        out_dir=out_dir or str(Path("runs/eval") / Path(source or "model").resolve().name),
+        checkpoint=checkpoint,
+        model=model,
+        data=data or EvalDataConfig(),
+        generation=generation or EvalGenerationConfig(),
+        baselines=baselines,
+        tensor_model_parallel_size=parallel.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
+        bootstrap_resamples=bootstrap_resamples,
+        name=name,
+    )
+    return run_evaluation(config)
+
+
+for _entry in (sft, ssl, grpo, evaluate):
     _entry.__annotations__.update(
         {name: _for_nemo_run(hint) for name, hint in typing.get_type_hints(_entry).items()}
     )

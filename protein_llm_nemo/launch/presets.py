@@ -1,5 +1,6 @@
 """Recipe presets: the CPU default and Qwen3-4B / 8B SFT on 1 and 2 nodes of 8x H100 80GB, with the
-memory-per-GPU arithmetic next to each.
+memory-per-GPU arithmetic next to each (GRPO's presets, which add rollouts to these layouts, are in
+`launch.grpo_presets`).
 
     preset = get_preset("qwen3-8b-1node")
     estimate = memory_per_gpu(preset, "flamingo")     # MemoryEstimate: GiB per component, total

@@ -1,16 +1,18 @@
-"""Recipe factories: a preset (+ a bridge) -> `run.Partial` of the SFT / SSL entry point, built from the
-typed config dataclasses with `run.Config`.
+"""Recipe factories: a preset (+ a bridge, + a task) -> `run.Partial` of the SFT / SSL / GRPO entry point,
+built from the typed config dataclasses with `run.Config`.
 
     partial = sft_recipe("qwen3-8b-1node", bridge="flamingo")   # run.Partial[entrypoints.sft]
     partial.train.max_steps = 50                                 # what `train.max_steps=50` does
     run.run(partial, executor=...)
 
-`recipes/sft.py` and `recipes/ssl.py` hand these to `run.cli.main` as the default factory, so NeMo-Run's
+`recipes/sft.py`, `recipes/ssl.py` and `recipes/grpo.py` hand these to `run.cli.main` as the default factory, so NeMo-Run's
 own CLI and the `nemo-run` front end configure the same object. Importing this module registers one
 NeMo-Run factory per registered bridge (`bridge=flamingo` on either command line).
 
 No annotations are postponed here: NeMo-Run evaluates a factory's return annotation to register it.
 """
+
+from pathlib import Path
 
 from protein_llm_nemo.optional import optional_import
 
@@ -18,7 +20,9 @@ with optional_import("NeMo-Run recipes", "train"):
     import nemo_run as run
 
 from protein_llm_nemo.bridges import get_bridge_config_class, list_bridges
+from protein_llm_nemo.evaluation.config import EvalDataConfig, EvalGenerationConfig
 from protein_llm_nemo.launch import entrypoints
+from protein_llm_nemo.launch.grpo_presets import GRPOPreset, get_grpo_preset
 from protein_llm_nemo.launch.presets import RecipePreset, get_preset
 from protein_llm_nemo.training.config import (
     BridgeSelection,
@@ -33,8 +37,27 @@ from protein_llm_nemo.training.config import (
     SchedulerConfig,
     TrainConfig,
 )
+from protein_llm_nemo.training.grpo.config import (
+    GRPOConfig,
+    GRPODataConfig,
+    GRPOSection,
+    RewardsConfig,
+    RoutingConfig,
+)
 
-__all__ = ["DATA", "bridge_config", "register_bridge_factories", "sft_recipe", "ssl_recipe"]
+__all__ = [
+    "DATA",
+    "GO_OBO",
+    "GRPO_TASKS",
+    "bridge_config",
+    "eval_recipe",
+    "grpo_recipe",
+    "grpo_start",
+    "grpo_tasks",
+    "register_bridge_factories",
+    "sft_recipe",
+    "ssl_recipe",
+]
 
 # Where each preset reads its records (relative to the working directory; override with data.train_path=).
 # The CPU default is what `scripts/demo.sh` builds under outputs/ (git-ignored): the demo GO set
@@ -166,3 +189,180 @@ def ssl_recipe(
         language_model_from = f"{RUNS}/qwen3-{shape.llm}-megatron"
     sections["checkpoint"].load_language_model_from = language_model_from
     return run.Partial(entrypoints.ssl, **sections)
+
+
+# --task of the GRPO recipe: record tasks with a verifiable reward (protein_llm_nemo.rewards); "all" keeps
+# every task of the data that has one. A registered task's own name (go_mf, ...) selects it alone.
+GRPO_TASKS: dict[str, list[str] | None] = {
+    "go": ["go_mf", "go_bp", "go_cc"],
+    "ppi": ["ppi"],
+    "stability": ["stability"],
+    "structure": ["structure_quality"],
+    "mc": ["multiple_choice"],
+    "all": None,
+}
+# The Gene Ontology the GO rewards score against: on CPU the OBO `make demo-data` downloads with the demo's
+# annotations (the release they were made with); GPU presets read $PROTEIN_LLM_GO_OBO or rewards.go_obo=.
+GO_OBO: dict[str, str | None] = {"cpu": "outputs/go_demo/assets/GeneOntology_2019.01.29.obo", "h100": None}
+# Where the CPU preset finds the SFT policy it starts from, first found wins: the SFT recipe's own run
+# (`nemo-run recipes/sft.py --bridge B`), then the demo's (`make demo` trains runs/demo/sft-mlp).
+CPU_SFT_RUNS = (f"{RUNS}/sft-{{bridge}}-tiny-cpu", f"{RUNS}/demo/sft-{{bridge}}")
+
+
+def grpo_tasks(task: str) -> list[str] | None:
+    """`--task` -> `data.tasks` (None: every task with a reward)."""
+    from protein_llm_nemo.rewards import has_reward, list_rewards
+
+    if task in GRPO_TASKS:
+        tasks = GRPO_TASKS[task]
+        return list(tasks) if tasks is not None else None
+    if has_reward(task):
+        return [task]
+    raise ValueError(
+        f"unknown task {task!r}; choose one of {', '.join(GRPO_TASKS)} or a record task with a reward "
+        f"({', '.join(list_rewards())})"
+    )
+
+
+def grpo_start(preset: GRPOPreset, bridge: str) -> str | None:
+    """The SFT run GRPO starts from by default: on GPU the SFT recipe's run at the same preset; on CPU the first
+    of `CPU_SFT_RUNS` that holds a checkpoint (None: none does; the text bridge can start from the tiny LLM,
+    the encoder bridges then need checkpoint.load_model_from= or allow_untrained_bridge=True)."""
+    if preset.device != "cpu":
+        return f"{RUNS}/sft-{bridge}-{preset.name}"
+    for folder in CPU_SFT_RUNS:
+        if (Path(folder.format(bridge=bridge)) / "latest").is_file():
+            return folder.format(bridge=bridge)
+    return None
+
+
+def grpo_recipe(
+    preset: str = "tiny-cpu",
+    bridge: str = "mlp",
+    task: str = "all",
+    init_from: str | None = None,
+) -> run.Partial[entrypoints.grpo]:
+    """GRPO of a ProteinLLM with `bridge` at `preset`'s shape on the records of `task` (`GRPO_TASKS`).
+
+    init_from: the SFT checkpoint (run or step folder) the policy and the KL reference start from
+               (`checkpoint.load_model_from`; default `grpo_start`). It must be of the same bridge, LLM and
+               LoRA rank: the GPU presets train the SFT preset's LoRA adapters on, the CPU preset the whole
+               tiny LLM as the SFT tiny-cpu preset does.
+    Checkpoints and logs: runs/grpo-<bridge>[-<task>]-<preset>/.
+    """
+    shape = get_grpo_preset(preset)
+    get_bridge_config_class(bridge)  # an unknown bridge or task fails here, before anything is built
+    tasks = grpo_tasks(task)
+    layout = shape.layout
+    on_gpu = shape.device != "cpu"
+    where = "h100" if on_gpu else "cpu"
+    stage_defaults = GRPOConfig()
+    run_name = "-".join(["grpo", "{bridge}", *([task] if task != "all" else []), preset])
+    return run.Partial(
+        entrypoints.grpo,
+        model=run.Config(
+            ModelConfig,
+            preset=layout.llm,
+            params_dtype=layout.params_dtype,
+            freeze_language_model=not layout.full_finetune,
+        ),
+        bridge=bridge_config(bridge, layout),
+        encoder=run.Config(EncoderSelection, name=layout.encoder),
+        data=run.Config(
+            GRPODataConfig,
+            train_path=DATA[where]["train"],
+            valid_path=DATA[where]["valid"],
+            tasks=tasks,
+            micro_batch_size=shape.micro_batch(bridge),
+        ),
+        grpo=run.Config(
+            GRPOSection,
+            num_prompts_per_step=shape.num_prompts_per_step,
+            num_generations=shape.num_generations,
+            max_new_tokens=shape.max_new_tokens,
+            dynamic_sampling=shape.dynamic_sampling,
+            batch_multiplier=shape.batch_multiplier,
+            overlong_filtering=shape.overlong_filtering,
+        ),
+        routing=run.Config(RoutingConfig),
+        rewards=run.Config(RewardsConfig, go_obo=GO_OBO[where]),
+        optimizer=run.Config(
+            OptimizerConfig,
+            lr=shape.lr if shape.lr is not None else stage_defaults.optimizer.lr,
+            bridge_lr=shape.bridge_lr if shape.bridge_lr is not None else stage_defaults.optimizer.bridge_lr,
+            use_distributed_optimizer=layout.use_distributed_optimizer,
+        ),
+        scheduler=run.Config(
+            SchedulerConfig,
+            warmup_steps=stage_defaults.scheduler.warmup_steps,
+            decay_style=stage_defaults.scheduler.decay_style,
+        ),
+        train=run.Config(
+            TrainConfig, max_steps=shape.max_steps, eval_interval=shape.eval_interval, progress_bar=True
+        ),
+        checkpoint=run.Config(
+            CheckpointConfig,
+            dir=f"{RUNS}/{run_name}",
+            save_interval=shape.save_interval,
+            load_model_from=init_from or grpo_start(shape, bridge),
+        ),
+        logging=run.Config(LoggingConfig),
+        parallel=run.Config(
+            ParallelConfig,
+            tensor_model_parallel_size=layout.tensor_model_parallel_size,
+            pipeline_model_parallel_size=layout.pipeline_model_parallel_size,
+        ),
+        lora=run.Config(LoRAConfig, rank=layout.lora_rank, alpha=2.0 * layout.lora_rank)
+        if layout.lora_rank
+        else None,
+    )
+
+
+# The test records an evaluation reads by default (the split next to each preset's training records).
+EVAL_TEST: dict[str, str] = {"cpu": "outputs/go_demo_split/test.jsonl", "h100": "data/go_split/test.jsonl"}
+
+
+def eval_checkpoint(preset: RecipePreset, bridge: str) -> str:
+    """The SFT run an evaluation reads by default: the SFT recipe's run at the preset; on CPU, when that does
+    not exist, `make demo`'s (runs/demo/sft-<bridge>)."""
+    own = f"{RUNS}/sft-{bridge}-{preset.name}"
+    demo = f"{RUNS}/demo/sft-{bridge}"
+    if preset.device == "cpu" and not Path(own).exists() and Path(demo).exists():
+        return demo
+    return own
+
+
+def eval_recipe(
+    preset: str = "tiny-cpu", bridge: str = "mlp", checkpoint: str | None = None, test_path: str | None = None
+) -> run.Partial[entrypoints.evaluate]:
+    """Evaluation of an SFT (or GRPO) checkpoint at `preset`'s layout on the test split, with the naive and
+    homology baselines (`protein_llm_nemo.evaluation`). `checkpoint` defaults to `eval_checkpoint`, `test_path`
+    to the preset's test split (`EVAL_TEST`).
+    Results: runs/eval/<checkpoint folder name>/results.json; data.test_path=, generation.samples= ..."""
+    shape = get_preset(preset)
+    on_gpu = shape.device != "cpu"
+    where = "h100" if on_gpu else "cpu"
+    checkpoint = checkpoint or eval_checkpoint(shape, bridge)
+    micro = 32 if on_gpu else 8
+    return run.Partial(
+        entrypoints.evaluate,
+        checkpoint=checkpoint,
+        data=run.Config(
+            EvalDataConfig,
+            test_path=test_path or EVAL_TEST[where],
+            train_path=DATA[where]["train"],
+            go_obo=GO_OBO[where],
+            micro_batch_size=micro,
+            global_batch_size=micro * shape.data_parallel_size,
+        ),
+        generation=run.Config(
+            EvalGenerationConfig, samples=5, temperature=1.0, max_new_tokens=256 if on_gpu else 64
+        ),
+        baselines="naive,homology",
+        out_dir=f"{RUNS}/eval/{Path(checkpoint).name}",
+        parallel=run.Config(
+            ParallelConfig,
+            tensor_model_parallel_size=shape.tensor_model_parallel_size,
+            pipeline_model_parallel_size=shape.pipeline_model_parallel_size,
+        ),
+    )

@@ -383,3 +383,14 @@ def test_eval_recipe_through_the_nemo_run_front_end():
     assert gpu.parallel.tensor_model_parallel_size == preset.tensor_model_parallel_size
     # every data-parallel rank generates micro_batch_size prompts of each appended batch
     assert gpu.data.global_batch_size == gpu.data.micro_batch_size * preset.data_parallel_size
+
+
+def test_eval_recipe_takes_checkpoint_and_data_flags():
+    from protein_llm_nemo.launch.cli import UsageError, prepare
+
+    plan = prepare(["recipes/eval.py", "--checkpoint", "runs/x/step_0000004", "--data", "held_out.jsonl"])
+    assert plan["partial"].checkpoint == "runs/x/step_0000004"
+    assert plan["partial"].data.test_path == "held_out.jsonl"
+    assert plan["partial"].out_dir == "runs/eval/step_0000004"
+    with pytest.raises(UsageError, match="takes no --checkpoint"):
+        prepare(["recipes/sft.py", "--checkpoint", "runs/x"])
