@@ -56,7 +56,9 @@ def test_free_text_tasks_have_no_reward(task):
 
 
 def test_unknown_task_is_a_clear_error():
-    with pytest.raises(NoRewardError, match="'go_xx'.*rewards exist for binary_property, go_bp, go_cc, go_mf"):
+    with pytest.raises(
+        NoRewardError, match="'go_xx'.*rewards exist for binary_property, go_bp, go_cc, go_mf"
+    ):
         get_reward("go_xx")
 
 

@@ -21,7 +21,7 @@ from protein_llm_nemo.training.config import (
 )
 from protein_llm_nemo.training.grpo.loss import LOSS_AGG_MODES, PolicyLossConfig
 
-__all__ = ["GRPOConfig", "GRPODataConfig", "GRPOSection", "RoutingConfig"]
+__all__ = ["GRPOConfig", "GRPODataConfig", "GRPOSection", "RewardsConfig", "RoutingConfig"]
 
 
 @dataclass
@@ -113,6 +113,16 @@ class RoutingConfig:
 
 
 @dataclass
+class RewardsConfig:
+    """What the rewards score against. go_obo: the Gene Ontology (.obo) the GO rewards (go_mf, go_bp, go_cc)
+    propagate and check terms with (None: $PROTEIN_LLM_GO_OBO); go_ontology_dir: a metastudent ontology
+    folder instead. Read only when the prompts hold a GO task, then before any generation."""
+
+    go_obo: str | None = None
+    go_ontology_dir: str | None = None
+
+
+@dataclass
 class GRPOConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     bridge: BridgeSelection = field(default_factory=BridgeSelection)
@@ -120,6 +130,7 @@ class GRPOConfig:
     data: GRPODataConfig = field(default_factory=GRPODataConfig)
     grpo: GRPOSection = field(default_factory=GRPOSection)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=5e-6, bridge_lr=2e-5))
     scheduler: SchedulerConfig = field(
         default_factory=lambda: SchedulerConfig(warmup_steps=0, decay_style="constant")

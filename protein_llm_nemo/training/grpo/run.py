@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from protein_llm_nemo.runtime import get_logger, initialize_distributed, setup_logging
-from protein_llm_nemo.training.grpo.config import GRPOConfig
+from protein_llm_nemo.training.grpo.config import GRPOConfig, RewardsConfig
 from protein_llm_nemo.training.grpo.dynamic_sampling import GroupSampler, PromptStream
 from protein_llm_nemo.training.grpo.reference import ReferencePolicy
 from protein_llm_nemo.training.grpo.rollout import PromptBuilder, collect_groups
@@ -132,7 +133,7 @@ class GRPOSession:
                 out.update(valid)
                 if valid:
                     result.valid_rewards[step] = valid["valid/reward"]
-            self.metrics.log(step, out)
+            self.metrics.log(step, step_metrics(out))
             self.metrics.progress(
                 step, out["loss"], out["generated_tokens_per_s"], out["learning_rates"].get("main", 0.0)
             )
@@ -187,6 +188,8 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
     resuming = resolve_resume(
         config.checkpoint.dir, config.checkpoint.resume_from, config.checkpoint.auto_resume
     )
+    if config.checkpoint.load_model_from:  # a run folder (SFT's checkpoint.dir) stands for its latest step
+        config.checkpoint.load_model_from = str(step_folder(config.checkpoint.load_model_from))
     uses_encoder = get_bridge_config_class(config.bridge.name).uses_encoder
     if uses_encoder and not (config.checkpoint.load_model_from or resuming or config.allow_untrained_bridge):
         raise ValueError(
@@ -200,6 +203,7 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
     if config.data.valid_path:
         valid_records, _ = load_prompts(config.data.valid_path, config.data.tasks)
         valid_records = valid_records[: config.data.valid_max_prompts]
+    configure_rewards(config.rewards, {r.task for r in [*train_records, *valid_records]})
     initialize_distributed(config.parallel, seed=config.train.seed)
     tokenizer = load_tokenizer(config.model.tokenizer)
     arch = resolve_arch(config.model)
@@ -228,6 +232,15 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
         max_generation_rounds=grpo.max_generation_rounds,
     )
     data = GRPOData(sampler, router)
+    reference = None
+    if grpo.beta > 0:
+        # The reference is the policy GRPO starts from (the SFT weights), also when this run resumes a GRPO
+        # checkpoint: load the start weights first, snapshot them, then restore.
+        if config.checkpoint.load_model_from:
+            from protein_llm_nemo.training.checkpoint import load_model_weights
+
+            load_model_weights(config.checkpoint.load_model_from, model_chunks)
+        reference = ReferencePolicy(model)
     start_step = restore(config.checkpoint, model_chunks, optimizer, scheduler, data)
     samples = grpo.num_prompts_per_step * grpo.num_generations
     dp = parallel_state.get_data_parallel_world_size()
@@ -236,7 +249,6 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
             f"num_prompts_per_step x num_generations = {samples} must be a multiple of data-parallel size {dp} "
             f"x data.micro_batch_size {config.data.micro_batch_size}"
         )
-    reference = ReferencePolicy(model) if grpo.beta > 0 else None
     embed = encoder_embed_fn(encoder, device(), model.config.params_dtype) if encoder is not None else None
     parts = GRPOParts(
         model_chunks=model_chunks,
@@ -260,6 +272,65 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
     metrics.log(start_step, {"data": {"train": train_report}})
     header = export_header(arch, bridge_config, model, config.lora, encoder, source="grpo")
     return GRPOSession(config, model, parts, data, metrics, start_step, valid_records, header)
+
+
+GO_TASKS = ("go_mf", "go_bp", "go_cc")
+
+
+def configure_rewards(rewards: RewardsConfig, tasks: set[str]) -> None:
+    """Install the GO reward on the configured ontology when the prompts hold a GO task (loaded now: a
+    missing ontology fails here, not at the first rollout)."""
+    import os
+
+    from protein_llm_nemo.rewards import configure_reward
+    from protein_llm_nemo.rewards.go_terms import OBO_ENV, GoRewardConfig
+
+    go = sorted(tasks & set(GO_TASKS))
+    if not go:
+        return
+    for key, path in (("go_obo", rewards.go_obo), ("go_ontology_dir", rewards.go_ontology_dir)):
+        if path and not Path(path).exists():
+            raise FileNotFoundError(f"rewards.{key}={path} does not exist")
+    if not (rewards.go_obo or rewards.go_ontology_dir or os.environ.get(OBO_ENV)):
+        raise ValueError(
+            f"the prompts hold GO tasks ({', '.join(go)}): their reward needs the Gene Ontology; set "
+            f"rewards.go_obo=<go.obo> (or ${OBO_ENV}), or select other tasks with data.tasks"
+        )
+    config = GoRewardConfig(obo=rewards.go_obo, ontology_dir=rewards.go_ontology_dir)
+    configure_reward(GO_TASKS[0], config=config)
+
+
+def step_folder(path: str) -> Path:
+    """A checkpoint step folder: `path` itself, or the `latest` step of a run folder."""
+    from protein_llm_nemo.training.checkpoint import latest_checkpoint
+
+    folder = Path(path)
+    return (latest_checkpoint(folder) or folder) if (folder / "latest").is_file() else folder
+
+
+def step_metrics(out: dict[str, Any]) -> dict[str, Any]:
+    """A step's metrics as flat scalars (TensorBoard takes numbers only): nested dicts become `name/key`
+    (`timers/generation`, `lr/main`, `grad_norm/before/lora`); the loss, gradient norm and skip flag are
+    `train/...` as in SFT's log."""
+    from protein_llm_nemo.training.metrics import peak_memory_bytes
+
+    renamed = {
+        "loss": "train/loss",
+        "grad_norm": "train/grad_norm",
+        "skipped": "train/skipped",
+        "trained_tokens": "train/trained_tokens",
+        "learning_rates": "lr",
+        "generated_tokens_per_s": "throughput/generated_tokens_per_s",
+    }
+    flat: dict[str, Any] = {}
+    for key, value in out.items():
+        name = renamed.get(key, key)
+        if isinstance(value, dict):
+            flat.update({f"{name}/{inner}": item for inner, item in value.items()})
+        else:
+            flat[name] = value
+    flat["memory/peak_bytes"] = peak_memory_bytes()
+    return flat
 
 
 def check_start_checkpoint(config: GRPOConfig) -> None:
