@@ -14,7 +14,9 @@
 #      through `protein-llm generate`;
 #   6. evaluation of the SFT checkpoint (megatron) on 24 test records of the split (greedy + 4 samples per
 #      protein, `protein-llm eval`) beside the naive and homology baselines, and its report (Markdown +
-#      PNGs) in runs/demo/eval/report/.
+#      PNGs) in runs/demo/eval/report/;
+#   7. two GRPO steps from the SFT checkpoint on the GO records (`nemo-run recipes/grpo.py --bridge mlp
+#      --task go`): rollouts on the megatron policy, GO rewards, the clipped update; its metrics printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONWARNINGS=ignore OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -66,5 +68,18 @@ for task, entry in results["tasks"].items():
     failures = systems["model"]["parse_failure_rate"]["value"]
     print(f"demo: {task}: F-max {f_max}; the model's greedy answers unparsable: {failures:.0%}")
 PY
-echo "demo: SSL and SFT checkpoints in runs/demo/, the exported model in runs/demo/hf-mlp/, the evaluation" \
-  "report in runs/demo/eval/report/report.md"
+echo "== GRPO: two steps from the SFT checkpoint on the GO records (nemo-run recipes/grpo.py --bridge mlp)"
+nemo-run recipes/grpo.py --bridge mlp --task go train.max_steps=2 train.progress_bar=false \
+  checkpoint.dir=runs/demo/grpo-mlp checkpoint.load_model_from=runs/demo/sft-mlp
+python - <<'PY'
+import json
+rows = [json.loads(line) for line in open("runs/demo/grpo-mlp/logs/metrics.jsonl")]
+steps = [r for r in rows if "train/loss" in r]
+assert len(steps) == 2, f"GRPO logged {len(steps)} steps, expected 2"
+for r in steps:
+    print(f"demo: grpo step {r['step']}: reward {r['reward/mean']:.3f} (format {r['format_compliance']:.2f}), "
+          f"loss {r['train/loss']:.4f}, kl {r['kl']:.2e}, {r['generated_tokens']} tokens generated at "
+          f"{r['throughput/generated_tokens_per_s']:.0f} tok/s, step {r['timers/total']:.0f} s")
+PY
+echo "demo: SSL, SFT and GRPO checkpoints in runs/demo/, the exported model in runs/demo/hf-mlp/, the" \
+  "evaluation report in runs/demo/eval/report/report.md"
