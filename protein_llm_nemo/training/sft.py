@@ -31,6 +31,7 @@ from protein_llm_nemo.training.step import make_forward_step
 
 if TYPE_CHECKING:
     from protein_llm_nemo.data.formatting import FormattedExample
+    from protein_llm_nemo.training.grpo.config import GRPOConfig
 
 logger = get_logger(__name__)
 
@@ -60,6 +61,38 @@ class LoadedExamples:
 
     examples: list[FormattedExample]
     report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProteinLLMTraining:
+    """What SFT and GRPO build alike from their config (`build_protein_llm_training`)."""
+
+    arch: Any
+    bridge_config: Any
+    encoder: Any  # None for the text bridge
+    model: Any
+    model_chunks: list
+    optimizer: Any
+    scheduler: Any
+
+
+def build_protein_llm_training(config: SFTConfig | GRPOConfig) -> ProteinLLMTraining:
+    """The encoder, the ProteinLLM (bridge frozen when asked, parameter counts logged) and its optimizer and
+    scheduler."""
+    from protein_llm_nemo.bridges import get_bridge_config_class
+
+    uses_encoder = get_bridge_config_class(config.bridge.name).uses_encoder
+    encoder = build_encoder(config.encoder) if uses_encoder else None
+    arch = resolve_arch(config.model)
+    bridge_config = build_bridge_config(config, encoder)
+    model = build_model(
+        arch, bridge_config, config.model, config.lora, config.checkpoint.load_language_model_from
+    )
+    if config.bridge.freeze:
+        model.freeze(bridge=True)
+    log_parameter_counts(model)
+    chunks, optimizer, scheduler = build_training(model, config.optimizer, config.scheduler, config.train)
+    return ProteinLLMTraining(arch, bridge_config, encoder, model, chunks, optimizer, scheduler)
 
 
 def load_examples(path: str, tokenizer, bridge_config, config: SFTConfig) -> list[FormattedExample]:
@@ -112,23 +145,9 @@ def setup_sft(config: SFTConfig) -> Session:
         raise ValueError("data.train_path is required (canonical records: JSONL or an Arrow folder)")
     initialize_distributed(config.parallel, seed=config.train.seed)
     tokenizer = load_tokenizer(config.model.tokenizer)
-    arch = resolve_arch(config.model)
-
-    from protein_llm_nemo.bridges import get_bridge_config_class
-
-    encoder = (
-        build_encoder(config.encoder) if get_bridge_config_class(config.bridge.name).uses_encoder else None
-    )
-    bridge_config = build_bridge_config(config, encoder)
-    model = build_model(
-        arch, bridge_config, config.model, config.lora, config.checkpoint.load_language_model_from
-    )
-    if config.bridge.freeze:
-        model.freeze(bridge=True)
-    log_parameter_counts(model)
-    model_chunks, optimizer, scheduler = build_training(
-        model, config.optimizer, config.scheduler, config.train
-    )
+    built = build_protein_llm_training(config)
+    arch, bridge_config, encoder, model = built.arch, built.bridge_config, built.encoder, built.model
+    model_chunks, optimizer, scheduler = built.model_chunks, built.optimizer, built.scheduler
 
     dp_rank = parallel_state.get_data_parallel_rank()
     dp_size = parallel_state.get_data_parallel_world_size()

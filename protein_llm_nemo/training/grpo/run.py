@@ -170,16 +170,12 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
     from protein_llm_nemo.training.batches import encoder_embed_fn
     from protein_llm_nemo.training.build import (
         build_metrics,
-        build_model,
-        build_training,
         device,
         export_header,
-        log_parameter_counts,
-        resolve_arch,
         restore,
     )
     from protein_llm_nemo.training.checkpoint import resolve_resume
-    from protein_llm_nemo.training.sft import build_bridge_config, build_encoder
+    from protein_llm_nemo.training.sft import build_protein_llm_training
 
     setup_logging(config.logging.level)
     if not config.data.train_path:
@@ -206,18 +202,9 @@ def setup_grpo(config: GRPOConfig) -> GRPOSession:
     configure_rewards(config.rewards, {r.task for r in [*train_records, *valid_records]})
     initialize_distributed(config.parallel, seed=config.train.seed)
     tokenizer = load_tokenizer(config.model.tokenizer)
-    arch = resolve_arch(config.model)
-    encoder = build_encoder(config.encoder) if uses_encoder else None
-    bridge_config = build_bridge_config(config, encoder)
-    model = build_model(
-        arch, bridge_config, config.model, config.lora, config.checkpoint.load_language_model_from
-    )
-    if config.bridge.freeze:
-        model.freeze(bridge=True)
-    log_parameter_counts(model)
-    model_chunks, optimizer, scheduler = build_training(
-        model, config.optimizer, config.scheduler, config.train
-    )
+    built = build_protein_llm_training(config)
+    arch, bridge_config, encoder, model = built.arch, built.bridge_config, built.encoder, built.model
+    model_chunks, optimizer, scheduler = built.model_chunks, built.optimizer, built.scheduler
     router = GradientRouter(
         config.optimizer.clip_grad,
         per_group_clip=config.routing.per_group_clip,
