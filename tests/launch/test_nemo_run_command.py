@@ -118,7 +118,10 @@ def test_executor_overrides():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--bogus", "3"], r"unknown flag\(s\) --bogus; valid flags: --bridge, --checkpoint, --data, --detach, .*--preset"),
+        (
+            ["--bogus", "3"],
+            r"unknown flag\(s\) --bogus; valid flags: --bridge, --checkpoint, --data, --detach, .*--preset",
+        ),
         (
             ["--bridge", "nope"],
             r"unknown bridge 'nope'; choose one of \[('\w+', )*'text'\]",  # the registry, sorted
