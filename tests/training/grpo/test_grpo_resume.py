@@ -200,3 +200,22 @@ def test_grpo_checkpoint_exports_to_transformers(runs, tmp_path):
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     (logits,) = run_distributed(_logits_body, world_size=1, args=(str(step_dir), str(out)), timeout_s=900)
     assert logits["lora"] and logits["max_diff"] < 1e-4  # the adapters merged into the exported weights
+
+
+def test_a_start_checkpoint_of_another_bridge_or_architecture_is_refused(runs):
+    """Checked on the checkpoint's header before anything is built or generated."""
+    import dataclasses
+
+    from protein_llm_nemo.training.config import BridgeSelection, CheckpointConfig, ModelConfig
+    from protein_llm_nemo.training.grpo.run import check_start_checkpoint
+
+    config = _config(str(runs["root"] / "train.jsonl"), None, None)
+    step = str(runs["stopped"] / "step_0000003")
+    config.checkpoint = CheckpointConfig(load_model_from=step)
+    check_start_checkpoint(config)  # its own bridge and architecture: accepted
+    other_bridge = dataclasses.replace(config, bridge=BridgeSelection("perceiver"))
+    with pytest.raises(ValueError, match="holds a 'mlp' bridge, this run is 'perceiver'"):
+        check_start_checkpoint(other_bridge)
+    other_arch = dataclasses.replace(config, model=ModelConfig(preset="0.6b"))
+    with pytest.raises(ValueError, match="is another architecture: .*hidden_size"):
+        check_start_checkpoint(other_arch)
