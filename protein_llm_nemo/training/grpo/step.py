@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from protein_llm_nemo.generation import SamplingParams
+from protein_llm_nemo.runtime import get_logger
 from protein_llm_nemo.training.ddp import unwrap
 from protein_llm_nemo.training.grpo.advantages import group_advantages
 from protein_llm_nemo.training.grpo.batching import GRPOMicroBatch, build_microbatches, flatten_groups
@@ -29,9 +30,11 @@ from protein_llm_nemo.training.grpo.loss import METRIC_NAMES, PolicyLossConfig, 
 from protein_llm_nemo.training.grpo.reference import ReferencePolicy
 from protein_llm_nemo.training.grpo.rollout import PromptBuilder, collect_groups
 from protein_llm_nemo.training.grpo.routing import GradientRouter
-from protein_llm_nemo.training.step import train_step
+from protein_llm_nemo.training.step import learning_rates, train_step
 
 __all__ = ["GRPOParts", "grpo_step", "make_grpo_forward_step"]
+
+logger = get_logger(__name__)
 
 
 def make_grpo_forward_step(config: PolicyLossConfig) -> Callable:
@@ -124,6 +127,30 @@ def grpo_step(parts: GRPOParts, step: int) -> dict[str, Any]:
             f"{len(samples)} samples per step (num_prompts_per_step x num_generations) must be a multiple of "
             f"data-parallel size {dp_size} x micro_batch_size {parts.micro_batch_size}"
         )
+    summary = _rollout_metrics(groups, rewards, zero, stats)
+    parts.router.step = step  # the two-stage schedule counts optimizer steps, skipped ones included
+    if not any(s.trains for s in samples):
+        # Every sample was cut by max_new_tokens and overlong filtering took it out of the loss: no token to
+        # train (a 0 / 0 loss). Skip the update, loudly, rather than step on NaN gradients.
+        logger.warning(
+            "step %d: every sample was cut at max_new_tokens=%d and filtered out of the loss: no update "
+            "(raise grpo.max_new_tokens, or set grpo.overlong_filtering=false)",
+            step + 1,
+            config.max_new_tokens,
+        )
+        metrics = dict.fromkeys(METRIC_NAMES, 0.0) | {"trained_tokens": 0.0}
+        return {
+            "loss": 0.0,
+            "skipped": True,
+            "skipped_no_trained_tokens": 1,
+            "grad_norm": 0.0,
+            "grad_norm/before": {},
+            "grad_norm/after": {},
+            "learning_rates": learning_rates(parts.optimizer),
+            **summary,
+            **metrics,
+            "timers": timers | {"logprobs": 0.0, "training": 0.0},
+        }
     width = parts.seq_length or max(len(s.prompt_ids) + len(s.completion) for s in samples) - 1
     microbatches = build_microbatches(
         samples[dp_rank::dp_size], parts.micro_batch_size, parts.pad_id, parts.embed, width
@@ -160,22 +187,33 @@ def grpo_step(parts: GRPOParts, step: int) -> dict[str, Any]:
     )
     timers["training"] = time.perf_counter() - tick
     metrics = _reduce_metrics(out.reports, device)
-    generated = sum(len(c) for g in groups for c in g.completions)
-    result = {
+    return {
         "loss": out.loss,
         "skipped": out.skipped,
+        "skipped_no_trained_tokens": 0,
         "grad_norm": out.grad_norm,
         "grad_norm/before": out.group_grad_norms,
         "grad_norm/after": out.group_grad_norms_after,
         "learning_rates": out.learning_rates,
+        **summary,
+        **metrics,
+        "timers": timers,
+    }
+
+
+def _rollout_metrics(groups, rewards: torch.Tensor, zero: torch.Tensor, stats) -> dict[str, Any]:
+    """Rewards (mean, std, every component), format compliance, dynamic sampling and completion lengths."""
+    generated = sum(len(c) for g in groups for c in g.completions)
+    components = sorted({n for g in groups for n in g.components})
+    return {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()),
         **{
             f"reward/{name}": float(
                 torch.stack([g.components[name] for g in groups if name in g.components]).mean()
             )
-            for name in sorted({n for g in groups for n in g.components})
-        },  # fmt: skip
+            for name in components
+        },
         "format_compliance": float(
             torch.cat([g.format_ok.float() for g in groups if g.format_ok is not None]).mean()
         ),
@@ -185,10 +223,7 @@ def grpo_step(parts: GRPOParts, step: int) -> dict[str, Any]:
         "response_length/mean": generated / max(rewards.numel(), 1),
         "truncated_fraction": float(torch.cat([g.truncated.float() for g in groups]).mean()),
         "generated_tokens": generated,
-        **metrics,
-        "timers": timers,
     }
-    return result
 
 
 def _reduce_metrics(reports: list[dict], device: torch.device) -> dict[str, float]:

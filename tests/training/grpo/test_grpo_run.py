@@ -80,7 +80,23 @@ def _run_body(rank: int, world_size: int, data_dir: str) -> dict:
 
     first = grpo_step(session.parts, 0)
     second = grpo_step(session.parts, 1)
+    # Every completion cut at 2 tokens (a random policy never ends its turn) and filtered out of the loss:
+    # no token trains, the step is skipped without touching the weights (not a NaN update).
+    import dataclasses
+
+    import torch
+
+    weights = [p.detach().clone() for p in session.model.parameters() if p.requires_grad]
+    session.parts.grpo = dataclasses.replace(session.parts.grpo, max_new_tokens=2, overlong_filtering=True)
+    cut = grpo_step(session.parts, 2)
+    unchanged = all(
+        torch.equal(a, b)
+        for a, b in zip(weights, [p for p in session.model.parameters() if p.requires_grad], strict=True)
+    )
     return {
+        "cut": {k: cut[k] for k in ("skipped", "skipped_no_trained_tokens", "loss", "trained_tokens")},
+        "cut_truncated": cut["truncated_fraction"],
+        "cut_unchanged": unchanged,
         "losses": [first["loss"], second["loss"]],
         "groups_before": first["grad_norm/before"],
         "trained_zero_variance_groups": first["trained_zero_variance_groups"],
@@ -109,6 +125,9 @@ def test_two_grpo_steps_train_every_group(data_dir):
     assert out["token_mult_prob_error"] < 1 + 1e-4  # generator and trainer agree
     assert out["kl"] > 0  # after one update the policy moved away from the reference
     assert set(out["timers"]) == {"generation", "logprobs", "training"}
+    assert out["cut_truncated"] == 1.0
+    assert out["cut"] == {"skipped": True, "skipped_no_trained_tokens": 1, "loss": 0.0, "trained_tokens": 0.0}
+    assert out["cut_unchanged"]
 
 
 def _bad_body(rank: int, world_size: int, data_dir: str) -> dict:
