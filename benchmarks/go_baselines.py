@@ -8,13 +8,18 @@ runs both baselines on the test proteins of each namespace and scores them with 
     .venv/bin/python benchmarks/go_baselines.py --train data/go_split/train.jsonl \\
         --test data/go_split/test.jsonl --out-dir outputs/go_baselines
 
-Writes ``results.json`` (scores, precision-recall curves, counts, wall times) and ``results.md`` (the table).
+Writes ``results.json`` (scores, precision-recall curves, counts, wall times, peak RSS) and ``results.md`` (the
+table). ``--max-test-proteins N --seed S`` scores a seeded random subset of at most N test proteins per namespace
+(both baselines on the same proteins, searched against the whole training set). Results on real data:
+docs/evaluation.md, "GO baselines on real data".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import resource
 import subprocess
 import sys
 import time
@@ -97,6 +102,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _subset(truth: dict[str, set[str]], limit: int | None, seed: int, namespace: str) -> dict[str, set[str]]:
+    """A seeded random subset of at most `limit` test proteins (all of them when `limit` is None): the same
+    seed and namespace draw the same proteins from the same test set."""
+    if limit is None or len(truth) <= limit:
+        return truth
+    chosen = random.Random(f"{seed}:{namespace}").sample(sorted(truth), limit)
+    return {protein: truth[protein] for protein in sorted(chosen)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True, help="training records (JSONL or Arrow)")
@@ -110,8 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sensitivity", type=float, default=HomologySearch.sensitivity)
     parser.add_argument("--max-seqs", type=int, default=HomologySearch.max_seqs)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="mmseqs2 threads")
+    parser.add_argument(
+        "--cafaeval-threads", type=int, default=1, help="cafaeval threads (each holds its own score matrices)"
+    )
     parser.add_argument("--keep-cafa-files", action="store_true", help="keep each run's CAFA-format inputs")
+    parser.add_argument(
+        "--max-test-proteins",
+        type=int,
+        help="score a seeded random subset of at most this many test proteins per namespace (both baselines "
+        "on the same subset; the training set stays whole)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --max-test-proteins' subset")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     clock = Clock()
@@ -134,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
+    test_proteins: dict[str, dict[str, int]] = {}
     for namespace in NAMESPACES:
         truth = test.proteins(namespace)
         training = train.proteins(namespace)
@@ -141,14 +166,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{namespace}: no test or no training proteins, skipped")
             continue
         short = SHORT[namespace]
-        print(f"{namespace}: {len(truth):,} test proteins, {len(training):,} training proteins", flush=True)
+        test_proteins[short] = {"available": len(truth)}
+        truth = _subset(truth, args.max_test_proteins, args.seed, namespace)
+        test_proteins[short]["scored"] = len(truth)
+        print(
+            f"{namespace}: {len(truth):,} of {test_proteins[short]['available']:,} test proteins, "
+            f"{len(training):,} training proteins",
+            flush=True,
+        )
         hits = clock.time(
             f"search_{short}",
             search_hits,
             {p: test.sequences[p] for p in truth},
             {p: train.sequences[p] for p in training},
             search,
-            args.out_dir,
+            args.out_dir.resolve(),  # mmseqs runs inside its temporary folder: a relative root would not resolve
         )
         methods = {
             "naive": clock.time(f"naive_{short}", naive_predictions, training, truth, closure, namespace),
@@ -167,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 obo,
                 information_accretion=ia,
                 exclude_roots=not args.keep_roots,
-                threads=args.threads,
+                threads=args.cafaeval_threads,
                 files_dir=files_dir,
             )[namespace]
             rows.append(_row(method, scores))
@@ -184,13 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         "information_accretion": None if ia is None else "from the training annotations (Clark & Radivojac)",
         "search": vars(search),
         "read": {"train": train.read.to_dict(), "test": test.read.to_dict()},
+        "test_subset": {"max_test_proteins": args.max_test_proteins, "seed": args.seed, **test_proteins},
         "skipped": {"train": dict(train.skipped), "test": dict(test.skipped)},
         "scores": rows,
         "curves": curves,
         "seconds": {**clock.seconds, "total": total},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # Linux: KiB
     }
     (args.out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     table = _table(rows)
+    if args.max_test_proteins is not None:
+        scored = ", ".join(f"{k} {v['scored']:,} of {v['available']:,}" for k, v in test_proteins.items())
+        table += f"\n\nTest proteins scored (seeded subset, seed {args.seed}): {scored}."
     (args.out_dir / "results.md").write_text(table + "\n")
     print(table)
     print(f"total {total} s; results in {args.out_dir}")
