@@ -53,7 +53,7 @@ class ClusterParams:
 def cluster(fasta: str | Path, params: ClusterParams, tmp_root: str | Path | None = None) -> dict[str, str]:
     """member -> representative, for every sequence in ``fasta``."""
     with tempfile.TemporaryDirectory(prefix="mmseqs_cluster_", dir=tmp_root) as tmp:
-        tmpdir = Path(tmp)
+        tmpdir = Path(tmp).resolve()  # mmseqs runs inside it: a relative tmp_root would not resolve
         args = [
             "easy-linclust" if params.linclust else "easy-cluster",
             str(Path(fasta).resolve()),
@@ -95,7 +95,7 @@ def search(
 ) -> list[dict[str, float | str]]:
     """All alignments query -> target passing the filters, as dicts keyed by `SEARCH_COLUMNS`."""
     with tempfile.TemporaryDirectory(prefix="mmseqs_search_", dir=tmp_root) as tmp:
-        tmpdir = Path(tmp)
+        tmpdir = Path(tmp).resolve()  # mmseqs runs inside it: a relative tmp_root would not resolve
         out = tmpdir / "hits.m8"
         args = [
             "easy-search",

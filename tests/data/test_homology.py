@@ -235,3 +235,18 @@ def test_grown_evaluation_families_keep_fragmented_families_whole_instead_of_pur
     # Deterministic: the same seed grows the same families.
     again = homology_split(records, SplitConfig(**common, tmp_root=str(tmp_path)))
     assert again.assignment == grown.assignment
+
+
+def test_a_relative_tmp_root_works(tmp_path, monkeypatch):
+    """mmseqs2 runs inside its temporary folder: a relative --tmp-dir must not break its paths."""
+    from protein_llm_nemo.data.mmseqs import ClusterParams, SearchParams, cluster, search, write_fasta
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scratch").mkdir()
+    families = _families(n_families=2, members=3)
+    entries = [(f"s{f}-{m}", seq) for f, fam in enumerate(families) for m, seq in enumerate(fam)]
+    write_fasta(entries, "all.fasta")
+    members = cluster("all.fasta", ClusterParams(), tmp_root="scratch")
+    assert len(members) == 6 and len(set(members.values())) == 2
+    hits = search("all.fasta", "all.fasta", SearchParams(), tmp_root="scratch")
+    assert {h["query"] for h in hits} == {name for name, _ in entries}
