@@ -17,7 +17,7 @@ after the other, so memory per GPU is what every phase holds plus the largest ph
               num_generations (dynamic sampling draws batch_multiplier x the prompts per round). Plus the
               prefill's working set (one layer at a time, no activations kept, only the last position's
               logits) and the decode logits rows x V / TP x 6 B.
-  log-probs   old and reference log-prob passes: forward only, so one layer's working set and the logits
+  log-probs   the reference log-prob pass: forward only, so one layer's working set and the logits
               of one micro-batch; the reference pass swaps the start weights in and keeps the current ones
               on the GPU meanwhile (the bridge's tensors x 2 B / TP for LoRA runs).
   update      activations and logits of SFT's arithmetic at s = prompt + max_new_tokens (each step pads to

@@ -27,7 +27,7 @@ class GRPOMicroBatch(MicroBatch):
     """`MicroBatch` plus GRPO's per-token tensors (`[B, S]`, aligned with `labels`).
 
     advantages           the sample's advantage on each of its tokens (0 elsewhere).
-    old_logprobs         the policy's log-probs before this step's update (recomputed by the training forward).
+    old_logprobs         the policy's log-probs before this step's update; None: the update's own forward, detached.
     ref_logprobs         the reference policy's, for the KL term (None with beta = 0).
     generation_logprobs  what the generator reported (importance-sampling correction, mismatch metrics).
     sample_ids           each token's sample index within the micro-batch (per-sample loss aggregations).

@@ -1,8 +1,8 @@
 """Per-token log-probabilities of GRPO micro-batches from the training forward (forward only, through
-megatron's pipeline schedule): the old policy's before the update and the reference policy's.
+megatron's pipeline schedule): the reference policy's, for the KL term.
 
-The model's own loss (`labels=`) is the cross entropy over the real vocabulary, so log p(token) = -loss; the
-same forward the update differentiates computes them, so the importance ratio starts at exactly 1.
+The model's own loss (`labels=`) is the cross entropy over the real vocabulary, so log p(token) = -loss: the
+same computation as the update's forward.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ Per response token t of a sample with advantage A:
 w_t = exp(logp_old_t - logp_gen_t) (detached) with the importance-sampling correction on (the generator's and
 the trainer's log-probs of the same token differ by numerics), else 1. It corrects the policy-gradient term
 only, as NeMo-RL's actor weights and TRL's vLLM ratio do: the KL to the reference is not reweighted.
-logp_old is recomputed by the training forward before the update, so r = 1 exactly on the first update of a
-batch.
+logp_old is the training forward's own log-prob, detached: GRPO takes one optimizer step per batch, so the
+policy that generated the batch is the one being differentiated and r = 1 exactly (TRL's path for one
+iteration per batch). A separate forward-only pass before the update would compute the same values at the cost
+of a third forward per step; callers that update several times per batch pass their old log-probs.
 
 Aggregation (`loss_agg_mode`, verl's names): the returned (sum, count) pair follows megatron's
 `calculate_per_token_loss` contract: every micro-batch returns its sum and count, the schedule adds them up
@@ -83,7 +85,7 @@ class PolicyLossConfig:
 
 def policy_loss(
     logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor | None,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     sample_ids: torch.Tensor,
@@ -96,7 +98,11 @@ def policy_loss(
     All tensors are `[B, S]` over token positions (the log-prob of the token at t+1 given t, aligned with
     labels); `mask` is 1 on response tokens that train (0 on prompts, padding and overlong-filtered
     samples); `advantages` holds each token's sample advantage; `sample_ids` each token's sample index within
-    the micro-batch (any value where `mask` is 0). The last metric entry is the number of valid tokens."""
+    the micro-batch (any value where `mask` is 0). The last metric entry is the number of valid tokens.
+    `old_logprobs` None: the policy that generated the batch is the one being differentiated (one update per
+    batch), so its log-probs are `logprobs` detached."""
+    if old_logprobs is None:
+        old_logprobs = logprobs.detach()
     mask = mask.to(logprobs.dtype)
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)

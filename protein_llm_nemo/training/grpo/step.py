@@ -1,10 +1,10 @@
-"""One GRPO step: rollouts (dynamic sampling) -> group advantages -> micro-batches -> old and reference
-log-probs (training forward) -> the clipped policy-gradient update -> metrics.
+"""One GRPO step: rollouts (dynamic sampling) -> group advantages -> micro-batches -> the reference's
+log-probs (forward only) -> the clipped policy-gradient update (its own forward gives the old log-probs) ->
+metrics.
 
 Every rank of the layout runs it: generation shards prompts over data parallelism and gathers the groups,
 so every rank holds the same groups and advantages; data-parallel rank r then trains samples r, r + DP, ...
-The policy runs without dropout throughout (eval mode): the ratio to the old policy is exactly 1 before the
-first update and the reference's log-probs are deterministic.
+The policy runs without dropout throughout (eval mode): the reference's log-probs are deterministic.
 """
 
 from __future__ import annotations
@@ -157,22 +157,17 @@ def grpo_step(parts: GRPOParts, step: int) -> dict[str, Any]:
     )
     device = next(model.parameters()).device
     microbatches = [mb.to(device) for mb in microbatches]
+    # The old policy's log-probs are the update's own forward, detached (one update per batch: see
+    # `loss.policy_loss`); only the reference needs a pass of its own.
     tick = time.perf_counter()
-    old = token_logprobs(parts.model_chunks, microbatches, width, parts.micro_batch_size)
-    ref: list[torch.Tensor | None] = [None] * len(microbatches)
     if config.beta > 0 and parts.reference is not None:
         with parts.reference.active():
             ref = token_logprobs(parts.model_chunks, microbatches, width, parts.micro_batch_size)
+        microbatches = [
+            dataclasses.replace(mb, ref_logprobs=r if r is not None else torch.zeros_like(mb.loss_mask))
+            for mb, r in zip(microbatches, ref, strict=True)
+        ]
     timers["logprobs"] = time.perf_counter() - tick
-    zeros = [torch.zeros_like(mb.loss_mask) for mb in microbatches]
-    microbatches = [
-        dataclasses.replace(
-            mb,
-            old_logprobs=o if o is not None else z,
-            ref_logprobs=r if r is not None else (z if config.beta > 0 else None),
-        )
-        for mb, o, r, z in zip(microbatches, old, ref, zeros, strict=True)
-    ]
     tick = time.perf_counter()
     out = train_step(
         parts.model_chunks,
