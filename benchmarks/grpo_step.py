@@ -3,7 +3,7 @@
 (a) ours: `protein_llm_nemo.training.grpo` as `run_grpo` builds it (`setup_grpo`), one `grpo_step` per
     optimizer step: dynamic sampling (rounds of `batch_multiplier` x prompts until the step holds
     `--prompts` groups with reward variance, extra groups carried to the next step), our generation engine,
-    old and reference log-probs (training forwards), the clipped update through megatron's schedule and
+    reference log-probs (a forward-only pass), the clipped update (its forward gives the old log-probs) through megatron's schedule and
     optimizer;
 (b) TRL 1.x `GRPOTrainer` on the HF export of (a)'s model (same weights; LoRA: our adapters exported as a PEFT
     adapter, `is_trainable`), its own `Trainer` loop: one HF `generate` of the whole generation batch per
