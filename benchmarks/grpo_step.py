@@ -3,8 +3,8 @@
 (a) ours: `protein_llm_nemo.training.grpo` as `run_grpo` builds it (`setup_grpo`), one `grpo_step` per
     optimizer step: dynamic sampling (rounds of `batch_multiplier` x prompts until the step holds
     `--prompts` groups with reward variance, extra groups carried to the next step), our generation engine,
-    reference log-probs (a forward-only pass), the clipped update (its forward gives the old log-probs) through megatron's schedule and
-    optimizer;
+    reference log-probs (a forward-only pass), the clipped update (its own forward gives the old log-probs)
+    through megatron's schedule and optimizer;
 (b) TRL 1.x `GRPOTrainer` on the HF export of (a)'s model (same weights; LoRA: our adapters exported as a PEFT
     adapter, `is_trainable`), its own `Trainer` loop: one HF `generate` of the whole generation batch per
     optimizer step, reference log-probs (a frozen copy of the adapter), `--micro-batch` rows per
