@@ -63,7 +63,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import random
 import resource
 import statistics
 import sys
@@ -89,7 +88,6 @@ SMALL = dict(
     head_dim=64,
     tie_word_embeddings=True,
 )
-AMINO = "ACDEFGHIKLMNPQRSTVWY"
 LR = 5e-6  # GRPOConfig's default LLM / LoRA learning rate
 WEIGHT_DECAY = 0.01
 EPS_LOW, EPS_HIGH = 0.2, 0.28
@@ -99,22 +97,9 @@ LORA_RANK, LORA_ALPHA = 8, 16.0
 # -- shared inputs ----------------------------------------------------------------------------------------
 def write_records(path: Path, n: int, seed: int) -> None:
     """PPI records (two proteins of a realistic length spread each, ground truth in meta)."""
-    rng = random.Random(seed)
-    with open(path, "w") as handle:
-        for i in range(n):
-            pair = [
-                "".join(rng.choice(AMINO) for _ in range(int(rng.lognormvariate(4.3, 0.4)))) for _ in "ab"
-            ]
-            record = {
-                "id": f"bench:{i}",
-                "sequences": pair,
-                "instruction": "Do these two proteins physically or functionally interact? Answer yes or no.",
-                "response": "Yes." if i % 2 else "No.",
-                "task": "ppi",
-                "source": "synthetic",
-                "meta": {"interacts": bool(i % 2)},
-            }
-            handle.write(json.dumps(record) + "\n")
+    from protein_llm_nemo.testing.sft import write_ppi_records
+
+    write_ppi_records(path, n, seed, draw_length=lambda rng: int(rng.lognormvariate(4.3, 0.4)))
 
 
 def shared_reward(text: str, rate: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -23,6 +24,31 @@ def write_records(path: Path, n: int, seed: int) -> str:
                 "response": f"It is {rng.choice(WORDS)}." + " Yes." * rng.randint(0, 3),
                 "task": "function",
                 "source": "test",
+            }
+            handle.write(json.dumps(record) + "\n")
+    return str(path)
+
+
+def write_ppi_records(
+    path: Path | str,
+    n: int,
+    seed: int,
+    draw_length: Callable[[random.Random], int] = lambda rng: rng.randint(8, 14),
+) -> str:
+    """`n` PPI records (two random proteins of `draw_length` residues each, labels alternating, the truth in
+    `meta["interacts"]`): GRPO prompts with a verifiable reward."""
+    rng = random.Random(seed)
+    with open(path, "w") as handle:
+        for i in range(n):
+            pair = ["".join(rng.choice(AMINO) for _ in range(draw_length(rng))) for _ in range(2)]
+            record = {
+                "id": f"ppi:{seed}:{i}",
+                "sequences": pair,
+                "instruction": "Do these two proteins physically or functionally interact? Answer yes or no.",
+                "response": "Yes." if i % 2 else "No.",
+                "task": "ppi",
+                "source": "test",
+                "meta": {"interacts": bool(i % 2)},
             }
             handle.write(json.dumps(record) + "\n")
     return str(path)

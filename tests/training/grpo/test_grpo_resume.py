@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from protein_llm_nemo.testing.multiprocess import run_distributed
+from protein_llm_nemo.testing.sft import write_ppi_records
 
-AMINO = "ACDEFGHIKLMNPQRSTVWY"
 COMPARED = (
     "train/loss",
     "train/grad_norm",
@@ -34,26 +34,6 @@ COMPARED = (
     "grad_norm/after/bridge",
     "grad_norm/after/lora",
 )
-
-
-def write_ppi_records(path: Path, n: int) -> str:
-    import random
-
-    rng = random.Random(0)
-    with open(path, "w") as handle:
-        for i in range(n):
-            pair = ["".join(rng.choice(AMINO) for _ in range(rng.randint(8, 14))) for _ in range(2)]
-            record = {
-                "id": f"ppi:{i}",
-                "sequences": pair,
-                "instruction": "Do these two proteins physically or functionally interact? Answer yes or no.",
-                "response": "Yes." if i % 2 else "No.",
-                "task": "ppi",
-                "source": "test",
-                "meta": {"interacts": bool(i % 2)},
-            }
-            handle.write(json.dumps(record) + "\n")
-    return str(path)
 
 
 def _config(records: str, run_dir: str, stop_at_step: int | None):
@@ -128,7 +108,7 @@ def _metrics(run_dir: Path) -> dict[int, dict]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("grpo_resume")
-    records = write_ppi_records(root / "train.jsonl", 12)
+    records = write_ppi_records(root / "train.jsonl", 12, seed=0)
     straight, stopped = root / "straight", root / "stopped"
     (full,) = run_distributed(_run_body, world_size=1, args=(records, str(straight), None), timeout_s=900)
     (first,) = run_distributed(_run_body, world_size=1, args=(records, str(stopped), 1), timeout_s=900)

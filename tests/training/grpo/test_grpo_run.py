@@ -5,33 +5,12 @@ generation."""
 
 from __future__ import annotations
 
-import json
 import math
-import random
 
 import pytest
 
 from protein_llm_nemo.testing.multiprocess import run_distributed
-
-AMINO = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def write_ppi_records(path, n: int, seed: int) -> str:
-    rng = random.Random(seed)
-    with open(path, "w") as handle:
-        for i in range(n):
-            pair = ["".join(rng.choice(AMINO) for _ in range(rng.randint(8, 14))) for _ in range(2)]
-            record = {
-                "id": f"ppi:{seed}:{i}",
-                "sequences": pair,
-                "instruction": "Do these two proteins physically or functionally interact? Answer yes or no.",
-                "response": "Yes." if i % 2 else "No.",
-                "task": "ppi",
-                "source": "test",
-                "meta": {"interacts": bool(i % 2)},
-            }
-            handle.write(json.dumps(record) + "\n")
-    return str(path)
+from protein_llm_nemo.testing.sft import write_ppi_records
 
 
 def grpo_config(data_dir: str, **changes):
