@@ -78,7 +78,7 @@ steps = [r for r in rows if "train/loss" in r]
 assert len(steps) == 2, f"GRPO logged {len(steps)} steps, expected 2"
 for r in steps:
     print(f"demo: grpo step {r['step']}: reward {r['reward/mean']:.3f} (format {r['format_compliance']:.2f}), "
-          f"loss {r['train/loss']:.4f}, kl {r['kl']:.2e}, {r['generated_tokens']} tokens generated at "
+          f"loss {r['train/loss']:.4f}, kl {r['kl']:.2e}, {int(r['generated_tokens'])} tokens generated at "
           f"{r['throughput/generated_tokens_per_s']:.0f} tok/s, step {r['timers/total']:.0f} s")
 PY
 echo "demo: SSL, SFT and GRPO checkpoints in runs/demo/, the exported model in runs/demo/hf-mlp/, the" \
