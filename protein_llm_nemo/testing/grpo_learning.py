@@ -112,6 +112,7 @@ class LearningSetup:
     sft_steps: int = 30
     sft_lr: float = 1e-2
     sft_bridge_lr: float = 1e-2
+    sft_batch_size: int = 2  # records per SFT step (micro-batches of 1)
     grpo_steps: int = 20
     num_prompts_per_step: int = 8
     num_generations: int = 4
@@ -168,7 +169,7 @@ def sft_config(setup: LearningSetup, data_dir: Path, sft_dir: Path):
             train_path=str(data_dir / "train.jsonl"),
             seq_length=128,
             micro_batch_size=1,
-            global_batch_size=2,
+            global_batch_size=setup.sft_batch_size,
             seed=setup.seed,
             system_prompt=None,
         ),
@@ -335,7 +336,8 @@ def run_learning(
     tag = f"{setup.seed}-{setup.min_length}-{setup.max_length}"
     data_dir = work_dir / f"data-{tag}"
     sft_dir = (
-        work_dir / f"sft-{setup.bridge}-{tag}-{setup.sft_steps}-{setup.sft_lr:g}-{setup.sft_bridge_lr:g}"
+        work_dir
+        / f"sft-{setup.bridge}-{tag}-{setup.sft_steps}x{setup.sft_batch_size}-{setup.sft_lr:g}-{setup.sft_bridge_lr:g}"
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     lengths = (setup.min_length, setup.max_length)
