@@ -1,5 +1,5 @@
 """Rank bodies of the GRPO equivalence checks: our policy loss and gradients against TRL's `GRPOTrainer` on
-the HF export, and one GRPO step at every layout against TP=1/PP=1/DP=1 with one micro-batch.
+the HF export (the fixed groups and tiny policy are shared with `testing.grpo_layouts`).
 
 The groups are fixed (no generation): two prompts x four completions of a tiny ProteinLLM, with proteins for
 the embedding bridges, one length-cut (overlong) completion, deterministic protein embeddings per sequence.
@@ -10,9 +10,7 @@ the embedding bridges, one length-cut (overlong) completion, deterministic prote
   perturbations, and for every case runs `train_step` (lr 0) with `make_grpo_forward_step`; returns the
   losses, the gradients under HF names and TRL's inputs.
 - `trl_cases`: TRL's side: `GRPOTrainer._compute_loss` on the HF folder with those inputs, then backward.
-- `grpo_layout_run`: `grpo_step` on the fixed groups at a TP/PP/DP layout and micro-batch size, from the
-  full parameters of the reference layout; returns losses, gradients and updated weights (or, with a
-  reference given, their largest differences to it).
+- the layout check (`grpo_step` at TP / PP / DP vs one rank) is `testing.grpo_layouts`.
 """
 
 from __future__ import annotations
@@ -39,14 +37,18 @@ from protein_llm_nemo.testing.tiny import (
 __all__ = [
     "EPS_HIGH",
     "EPS_LOW",
+    "GENERATIONS",
     "MAX_NEW_TOKENS",
+    "SEED",
     "TRL_LOSS_AGG",
-    "TrlCase",
+    "bridge_config",
+    "build_policy",
+    "build_training_parts",
     "fixed_groups",
-    "grpo_layout_run",
     "megatron_trl_cases",
     "protein_embed",
     "trl_cases",
+    "TrlCase",
 ]
 
 GENERATIONS = 4
@@ -137,7 +139,7 @@ def bridge_config(bridge_name: str):
     return tiny_bridge_config(bridge_name, **{f: 0.0 for f in fields if f.endswith("dropout")})
 
 
-def _build(bridge_name: str, seed: int):
+def build_policy(bridge_name: str, seed: int):
     """The tiny model with everything trainable (full fine-tuning: both implementations train the same
     named weights)."""
     model = build_tiny_model(bridge_config(bridge_name), seed)
@@ -145,7 +147,7 @@ def _build(bridge_name: str, seed: int):
     return model
 
 
-def _training(model, lr: float):
+def build_training_parts(model, lr: float):
     """DDP, megatron's Adam and a constant lr. Adam's eps is 1e-4, not 1e-8: a first Adam step moves a weight
     by about lr * g / (|g| + eps), which turns fp32 noise on gradients that are ~0 (1e-10 vs 2e-10) into
     lr-sized differences between layouts; with eps 1e-4 equal gradients give equal updates to fp32 noise."""
@@ -237,13 +239,13 @@ def megatron_trl_cases(
     from protein_llm_nemo.training.step import train_step
 
     initialize_distributed(ParallelConfig(), seed=SEED)
-    model = _build(bridge_name, SEED)
+    model = build_policy(bridge_name, SEED)
     spec = ProteinLLMSpec(tiny_arch(), bridge_config(bridge_name), TINY_TOKEN_IDS)
     if spec.bridge_config.uses_encoder:
         export_protein_llm(model, spec, folder, tokenizer=None)
     else:
         export_language_model(model, spec.arch, folder, tokenizer=None)
-    chunks, optimizer, scheduler = _training(model, lr=0.0)  # lr 0: only the gradients matter here
+    chunks, optimizer, scheduler = build_training_parts(model, lr=0.0)  # lr 0: only the gradients matter here
 
     groups = fixed_groups(bridge_name)
     advantages, _ = group_advantages(torch.stack([g.rewards for g in groups]))
@@ -450,137 +452,3 @@ def trl_cases(
 
 
 # -- layouts ------------------------------------------------------------------------------------------------
-class _FixedGroups:
-    """A `GroupSampler` stand-in: every step trains the same groups (no generation)."""
-
-    def __init__(self, groups: list[Any]) -> None:
-        self.groups = groups
-
-    def next_step(self, generate_groups):
-        from protein_llm_nemo.training.grpo.dynamic_sampling import SamplingStats
-
-        return list(self.groups), SamplingStats(rounds=1, prompts_generated=len(self.groups))
-
-
-def grpo_layout_run(
-    rank: int,
-    world_size: int,
-    tensor_model_parallel_size: int,
-    pipeline_model_parallel_size: int,
-    micro_batch_sizes: list[int],
-    modes: list[str],
-    reference: dict[str, Any] | None = None,
-    steps: int = 2,
-    bridge_name: str = "mlp",
-    lr: float = 1e-3,
-) -> dict[str, Any]:
-    """`steps` GRPO steps (beta > 0, overlong filtering on) per loss aggregation mode and micro-batch size at
-    this layout (data parallelism: the ranks left over).
-
-    Without `reference` (TP=1, PP=1, DP=1): `{"init": full parameters, mode: {micro_batch_size: [per step:
-    loss, grad_norm, kl, full gradients, full updated weights]}}`. With `reference` (`{"init": ..., mode:
-    [per step ...]}`): the same steps from its initial parameters, as largest |differences| to it."""
-    from megatron.core import parallel_state
-
-    from protein_llm_nemo.models.parallel_weights import global_parameter_name, load_full_parameters
-    from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
-    from protein_llm_nemo.training.grpo.config import GRPOSection
-    from protein_llm_nemo.training.grpo.reference import ReferencePolicy
-    from protein_llm_nemo.training.grpo.routing import GradientRouter
-    from protein_llm_nemo.training.grpo.step import GRPOParts, grpo_step
-
-    initialize_distributed(
-        ParallelConfig(
-            tensor_model_parallel_size=tensor_model_parallel_size,
-            pipeline_model_parallel_size=pipeline_model_parallel_size,
-        ),
-        seed=SEED,
-    )
-    reference = from_portable(reference) if reference is not None else None
-    uses_encoder = bridge_config(bridge_name).uses_encoder
-    results: dict[str, Any] = {"data_parallel_size": parallel_state.get_data_parallel_world_size()}
-    for mode in modes:
-        results[mode] = {}
-        for micro_batch_size in micro_batch_sizes:
-            model = _build(bridge_name, SEED)
-            if reference is not None:
-                load_full_parameters(model, reference["init"])
-            else:
-                results["init"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-            chunks, optimizer, scheduler = _training(model, lr)
-            grpo = GRPOSection(
-                num_prompts_per_step=2,
-                num_generations=GENERATIONS,
-                max_new_tokens=MAX_NEW_TOKENS,
-                beta=0.05,
-                loss_agg_mode=mode,
-                eps_low=EPS_LOW,
-                eps_high=EPS_HIGH,
-                overlong_filtering=True,
-            )
-            parts = GRPOParts(
-                model_chunks=chunks,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                sampler=_FixedGroups(fixed_groups(bridge_name)),
-                prompt_builder=None,
-                tokenizer=None,
-                reward_fn=None,
-                grpo=grpo,
-                router=GradientRouter(0.0),
-                micro_batch_size=micro_batch_size,
-                clip_grad=0.0,
-                pad_id=PAD_ID,
-                reference=ReferencePolicy(model),
-                embed=protein_embed if uses_encoder else None,
-            )
-            trace = []
-            for step in range(steps):
-                out = grpo_step(parts, step)
-                if out["skipped"]:
-                    raise RuntimeError(f"{mode} micro_batch_size={micro_batch_size}: step {step} was skipped")
-                named = {global_parameter_name(model, n): (n, p) for n, p in model.named_parameters()}
-                trace.append(
-                    {
-                        "loss": out["loss"],
-                        "grad_norm": out["grad_norm"],
-                        "kl": out["kl"],
-                        "grads": {
-                            k: (n, p.main_grad.clone()) for k, (n, p) in named.items() if p.requires_grad
-                        },
-                        "weights": {k: (n, p.detach().clone()) for k, (n, p) in named.items()},
-                    }
-                )
-            if reference is None:
-                results[mode][micro_batch_size] = [
-                    {
-                        **{k: t[k] for k in ("loss", "grad_norm", "kl")},
-                        "grads": {k: v for k, (_, v) in t["grads"].items()},
-                        "weights": {k: v for k, (_, v) in t["weights"].items()},
-                    }
-                    for t in trace
-                ]
-            else:
-                results[mode][micro_batch_size] = [
-                    _step_diffs(model, t, ref) for t, ref in zip(trace, reference[mode], strict=True)
-                ]
-    return to_portable(results)
-
-
-def _step_diffs(model, step: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
-    """Largest |difference| of one step's loss, grad norm, KL, gradients and weights (this rank's shards) to
-    the full reference."""
-    from protein_llm_nemo.models.parallel_weights import shard_full_tensor
-
-    def largest(local: dict[str, tuple[str, torch.Tensor]], full: dict[str, torch.Tensor]) -> float:
-        return max(
-            float((tensor - shard_full_tensor(model, name, full[key])).abs().max())
-            for key, (name, tensor) in local.items()
-        )
-
-    return {
-        **{k: abs(step[k] - reference[k]) for k in ("loss", "grad_norm", "kl")},
-        "grads": largest(step["grads"], reference["grads"]),
-        "weights": largest(step["weights"], reference["weights"]),
-        "compared_grads": len(step["grads"]),
-    }

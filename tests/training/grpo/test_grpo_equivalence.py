@@ -15,13 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protein_llm_nemo.testing.grpo import (
-    TRL_LOSS_AGG,
-    TrlCase,
-    grpo_layout_run,
-    megatron_trl_cases,
-    trl_cases,
-)
+from protein_llm_nemo.testing.grpo import TRL_LOSS_AGG, TrlCase, megatron_trl_cases, trl_cases
+from protein_llm_nemo.testing.grpo_layouts import grpo_layout_run
 from protein_llm_nemo.testing.multiprocess import run_distributed
 
 CASES = [TrlCase(loss_type, beta) for loss_type in TRL_LOSS_AGG for beta in (0.0, 0.04)] + [
