@@ -34,13 +34,12 @@ class CheckpointGenerator:
         from protein_llm_nemo.hf.processing import ProteinLLMProcessor
         from protein_llm_nemo.runtime import ParallelConfig, initialize_distributed
         from protein_llm_nemo.tokenizer import TokenizerConfig, load_tokenizer
-        from protein_llm_nemo.training.checkpoint import latest_checkpoint
+        from protein_llm_nemo.training.checkpoint_files import step_folder
 
         path = Path(checkpoint)
         if not path.exists():
             raise FileNotFoundError(f"--checkpoint {checkpoint}: no such folder")
-        if (path / "latest").is_file():  # a run folder: its latest complete step
-            path = latest_checkpoint(path) or path
+        path = step_folder(path)  # a run folder: its latest complete step
         initialize_distributed(
             ParallelConfig(
                 tensor_model_parallel_size=tensor_model_parallel_size,

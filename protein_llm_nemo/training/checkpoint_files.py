@@ -76,6 +76,13 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def step_folder(path: str | Path) -> Path:
+    """A checkpoint step folder: `path` itself, or the latest complete step of a run folder (one with a
+    `latest` file)."""
+    folder = Path(path)
+    return (latest_checkpoint(folder) or folder) if (folder / "latest").is_file() else folder
+
+
 def write_marker(folder: Path, train_state: dict[str, Any]) -> None:
     """Complete `folder`: the train state plus the list of every file in it, written atomically. Call it
     once every rank's files are on disk (after a barrier) and nothing else will be written."""

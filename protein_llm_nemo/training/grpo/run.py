@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from protein_llm_nemo.runtime import get_logger, initialize_distributed, setup_logging
+from protein_llm_nemo.training.checkpoint_files import step_folder
 from protein_llm_nemo.training.grpo.config import GRPOConfig, RewardsConfig
 from protein_llm_nemo.training.grpo.dynamic_sampling import GroupSampler, PromptStream
 from protein_llm_nemo.training.grpo.reference import ReferencePolicy
@@ -287,14 +288,6 @@ def configure_rewards(rewards: RewardsConfig, tasks: set[str]) -> None:
     configure_reward(GO_TASKS[0], config=config)
 
 
-def step_folder(path: str) -> Path:
-    """A checkpoint step folder: `path` itself, or the `latest` step of a run folder."""
-    from protein_llm_nemo.training.checkpoint import latest_checkpoint
-
-    folder = Path(path)
-    return (latest_checkpoint(folder) or folder) if (folder / "latest").is_file() else folder
-
-
 def step_metrics(out: dict[str, Any]) -> dict[str, Any]:
     """A step's metrics as flat scalars (TensorBoard takes numbers only): nested dicts become `name/key`
     (`timers/generation`, `lr/main`, `grad_norm/before/lora`); the loss, gradient norm and skip flag are
@@ -327,12 +320,11 @@ def check_start_checkpoint(config: GRPOConfig) -> None:
     from protein_llm_nemo.conversion.megatron_io import CheckpointHeader
     from protein_llm_nemo.conversion.spec import ProteinLLMSpec
     from protein_llm_nemo.training.build import resolve_arch
-    from protein_llm_nemo.training.checkpoint import latest_checkpoint
 
     path = Path(config.checkpoint.load_model_from)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint.load_model_from={path} does not exist")
-    step = latest_checkpoint(path) if (path / "latest").is_file() else path
+    step = step_folder(path)
     header = CheckpointHeader.read(step)
     spec = ProteinLLMSpec.from_header(header)
     if spec is not None and spec.bridge_config.name != config.bridge.name:
