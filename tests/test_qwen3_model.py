@@ -197,7 +197,9 @@ def test_tensor_and_pipeline_parallel_match_a_single_rank(single_rank_reference,
 
 
 def _labels_loss_body(rank: int, world_size: int) -> dict:
-    """`model(..., labels=)` per-token losses at TP=2 with a vocabulary that megatron pads (1000 -> 1024)."""
+    """`model(..., labels=)` per-token losses at TP=2 with a vocabulary that megatron pads (1000 -> 1024), a
+    third of the positions without a target: losses and gradients against the full logits, and how many
+    positions the output layer projected."""
     import dataclasses
 
     import torch.nn.functional as F
@@ -209,14 +211,26 @@ def _labels_loss_body(rank: int, world_size: int) -> dict:
 
     initialize_distributed(ParallelConfig(tensor_model_parallel_size=world_size), seed=0)
     arch = dataclasses.replace(qwen3_preset("tiny"), vocab_size=1000)
-    model = build_qwen3_model(arch).eval()
+    model = build_qwen3_model(arch)
     tokens = _tokens(arch.vocab_size)
     labels = torch.roll(tokens, -1, dims=1)
     labels[:, -1] = IGNORE_INDEX
+    labels[torch.rand(labels.shape, generator=torch.Generator().manual_seed(1)) < 0.33] = IGNORE_INDEX
     positions = position_ids_for(tokens)
-    with torch.no_grad():
-        logits = model(tokens, positions, None, runtime_gather_output=True)  # [B, S, 1024], all ranks
-        losses = model(tokens, positions, None, labels=labels)  # [B, S]
+    projected: list[int] = []
+    model.output_layer.register_forward_hook(
+        lambda module, inputs, output: projected.append(inputs[0].shape[:2].numel())
+    )
+
+    def grads() -> dict[str, torch.Tensor]:
+        out = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        return out
+
+    losses = model(tokens, positions, None, labels=labels)  # [B, S]
+    losses.sum().backward()
+    ours = grads()
+    logits = model(tokens, positions, None, runtime_gather_output=True)  # [B, S, 1024], all ranks
 
     def reference(columns: int) -> torch.Tensor:
         flat = logits[..., :columns].reshape(-1, columns)
@@ -226,18 +240,30 @@ def _labels_loss_body(rank: int, world_size: int) -> dict:
         reference(arch.vocab_size).reshape(BATCH, SEQ),
         reference(logits.shape[-1]).reshape(BATCH, SEQ),
     )
+    real.sum().backward()
+    expected = grads()
     return {
         "vocab_columns": logits.shape[-1],
         "shape": tuple(losses.shape),
         "real_diff": float((losses - real).abs().max()),
         "padded_diff": float((losses - padded).abs().max()),
-        "ignored": losses[:, -1].tolist(),
+        "ignored": losses.detach()[labels == IGNORE_INDEX].tolist(),
+        "targets": int((labels != IGNORE_INDEX).sum()),
+        "projected": projected,
+        "grad_names": sorted(ours) == sorted(expected),
+        "grad_diff": max(float((ours[n] - expected[n]).abs().max()) for n in expected),
+        "grad_max": max(float(g.abs().max()) for g in expected.values()),
     }
 
 
-def test_labels_loss_is_over_the_real_vocabulary_at_tp2():
+def test_labels_loss_is_over_the_real_vocabulary_and_projects_only_targets_at_tp2():
     for result in run_distributed(_labels_loss_body, world_size=2):
         assert result["vocab_columns"] == 1024 and result["shape"] == (BATCH, SEQ)
         assert result["real_diff"] < 1e-5
         assert result["padded_diff"] > 1e-3  # megatron's padded-vocabulary loss differs: the test can fail
-        assert result["ignored"] == [0.0] * BATCH
+        assert result["ignored"] and all(loss == 0.0 for loss in result["ignored"])
+        # Only the positions with a target reach the vocabulary projection; the full logits reach all.
+        assert result["projected"] == [result["targets"], BATCH * SEQ]
+        assert result["targets"] < BATCH * SEQ * 0.75
+        assert result["grad_names"] and result["grad_max"] > 0
+        assert result["grad_diff"] < 1e-5 * max(result["grad_max"], 1.0), result["grad_diff"]

@@ -47,7 +47,7 @@ from protein_llm_nemo.bridges.blocks.inputs import (
 )
 from protein_llm_nemo.bridges.blocks.megatron import sharded_state_dict_of
 from protein_llm_nemo.models.parameter_groups import ParameterGroups
-from protein_llm_nemo.tokenizer import PROTEIN_TOKEN_IDS, ProteinTokenIds
+from protein_llm_nemo.tokenizer import IGNORE_INDEX, PROTEIN_TOKEN_IDS, ProteinTokenIds
 
 __all__ = ["ProteinLLMModel", "build_protein_llm"]
 
@@ -222,6 +222,9 @@ class ProteinLLMModel(ParameterGroups, MegatronModule):
                 input_ids, protein_embeddings, protein_mask, segment_ids
             )
             extra_block_kwargs = {"context": context, "context_mask": context_mask}
+        if labels is not None and loss_mask is not None:
+            # A position without loss needs no target, and one without target is not projected (Qwen3GPTModel).
+            labels = labels.masked_fill(loss_mask == 0, IGNORE_INDEX)
         output = self.language_model(
             input_ids,
             position_ids,
