@@ -3,16 +3,19 @@ task, the configs and the SFT -> GRPO run.)
 
 Task: "Is the GRAVY hydropathy score of this protein positive? Answer yes or no." (reward `binary_property`,
 truth in `meta["answer"]`), on sequences drawn from Swiss-Prot's composition tilted towards hydrophobic or
-polar residues, |GRAVY| >= 0.5, balanced labels. The policy is the tiny Qwen3 (random, frozen; LoRA rank 8 on
-every linear including the output layer) with the `text` or `mlp` bridge (live random tiny ESM C encoder),
-SFT-warmed for 30 steps so it answers "Yes." / "No.", then trained by GRPO.
+polar residues, |GRAVY| >= 0.5, balanced labels. The policy is the tiny Qwen3 (random; its own weights and LoRA
+rank 8 on every linear including the output layer train) with the `text` or `mlp` bridge (live random tiny ESM
+C encoder), SFT-warmed for 30 steps of 8 records so it answers "Yes." / "No." (not yet reliably), then trained
+by GRPO.
 
 Runs, per bridge and seed: `learn` (the registered reward) and `control` (a reward with no variance: every
 advantage is exactly 0), both from the same SFT checkpoint; then, for the mlp bridge + LoRA, the gradient
 routing runs: `standard` (the learn run), `two-stage` (`routing.freeze_bridge_steps` = half the steps) and
 `balanced` (`routing.balance`). Printed: the greedy validation reward before and after GRPO, and the
 per-group gradient norms before routing and clipping (`grad_norm/before`), averaged over the steps that
-trained (a step whose groups all had zero reward variance has no gradient at all).
+trained (a step whose groups all had zero reward variance has no gradient at all). The validation reward is
+measured greedily and, with `--valid-samples N`, as the mean over N sampled completions per prompt (the
+expected reward of the sampling policy GRPO optimizes).
 
     .venv/bin/python benchmarks/grpo_learning.py                          # everything, seed 0
     .venv/bin/python benchmarks/grpo_learning.py --seeds 0 1 --bridges mlp --no-routing
@@ -41,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-GROUPS = ("lora", "bridge", "protein_tokens")
+GROUPS = ("language_model", "lora", "bridge", "protein_tokens")
 RUNS = ("learn", "control", "two-stage", "balanced")
 
 
@@ -69,9 +72,15 @@ def learning_row(name: str, run: dict[str, Any]) -> str:
     setup, before, after = run["setup"], run["valid_before"], run["valid_after"]
     rollout = [s["reward"] for s in run["steps"]]
     head, tail = _mean(rollout[:5]), _mean(rollout[-5:])
+    sampled = (
+        f"{before['sampled_reward']:.3f} -> {after['sampled_reward']:.3f} "
+        f"({after['sampled_reward'] - before['sampled_reward']:+.3f})"
+        if "sampled_reward" in before
+        else "-"
+    )
     return (
         f"| {setup['bridge']} | {setup['seed']} | {name} | {before['reward']:.3f} | {after['reward']:.3f} | "
-        f"{after['reward'] - before['reward']:+.3f} | {before['accuracy']:.2f} -> {after['accuracy']:.2f} | "
+        f"{after['reward'] - before['reward']:+.3f} | {sampled} | {before['accuracy']:.2f} -> {after['accuracy']:.2f} | "
         f"{before['yes_share']:.2f} -> {after['yes_share']:.2f} | {head:.3f} -> {tail:.3f} | {run['sft_s']:.0f} | {run['grpo_s']:.0f} |"
     )
 
@@ -84,14 +93,18 @@ def routing_rows(name: str, run: dict[str, Any], split: int | None) -> list[str]
             (f"{name}: steps {split + 1}-", split, None),
         ]
     rows = []
+    valid_before, valid_after = run["valid_before"], run["valid_after"]
+    valid = f"{valid_before['reward']:.3f} -> {valid_after['reward']:.3f}"
+    if "sampled_reward" in valid_before:
+        valid += f" (sampled {valid_before['sampled_reward']:.3f} -> {valid_after['sampled_reward']:.3f})"
     for label, start, stop in phases:
         before = group_norms(run, "grad_before", start, stop)
         after = group_norms(run, "grad_after", start, stop)
         rows.append(
-            f"| {label} | {before['lora']:.3g} ({before['lora_output']:.3g}) | {before['bridge']:.3g} | "
-            f"{before['protein_tokens']:.3g} | {before['bridge'] / before['lora']:.3g} | {before['both']:.2f} | "
-            f"{after['lora']:.3g} / {after['bridge']:.3g} | {before['steps']} | "
-            f"{run['valid_before']['reward']:.3f} -> {run['valid_after']['reward']:.3f} |"
+            f"| {label} | {before['language_model']:.3g} | {before['lora']:.3g} ({before['lora_output']:.3g}) | "
+            f"{before['bridge']:.3g} | {before['protein_tokens']:.3g} | {before['bridge'] / before['lora']:.3g} | "
+            f"{before['both']:.2f} | {after['language_model']:.3g} / {after['lora']:.3g} / {after['bridge']:.3g} | "
+            f"{before['steps']} | {valid} |"
         )
     return rows
 
@@ -100,10 +113,11 @@ def print_tables(runs: dict[str, dict[str, Any]]) -> None:
     first = next(iter(runs.values()))["setup"]
     print(f"\nGRPO learning: {first['sft_steps']} SFT steps, {first['grpo_steps']} GRPO steps of "
           f"{first['num_prompts_per_step']} prompts x {first['num_generations']} samples (lr {first['lr']:g}, "
-          f"bridge lr {first['bridge_lr']:g}), {first['n_valid']} validation prompts (greedy)\n")  # fmt: skip
-    print("| bridge | seed | run | valid reward before | after | change | accuracy | yes share | "
-          "rollout reward (first 5 -> last 5 steps) | SFT s | GRPO s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          f"bridge lr {first['bridge_lr']:g}), {first['n_valid']} validation prompts (greedy; sampled: "
+          f"{first['valid_samples']} per prompt)\n")  # fmt: skip
+    print("| bridge | seed | run | greedy valid reward before | after | change | sampled valid reward | "
+          "greedy accuracy | yes share | rollout reward (first 5 -> last 5 steps) | SFT s | GRPO s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, result in runs.items():
         if name.endswith(("/learn", "/control")):
             print(learning_row(name.rsplit("/", 1)[1], result))
@@ -111,11 +125,12 @@ def print_tables(runs: dict[str, dict[str, Any]]) -> None:
                ("balanced", "balanced")) if any(n.startswith("mlp/") and n.endswith(f"/{key}") for n in runs)]  # fmt: skip
     if not routing:
         return
-    print("\nGradient routing, mlp bridge + LoRA: mean gradient norm per group before routing and clipping, over "
+    print("\nGradient routing, mlp bridge: mean gradient norm per group before routing and clipping, over "
           "the steps that trained\n")  # fmt: skip
-    print("| run | LoRA (its output layer) | bridge | protein tokens | bridge / LoRA | steps with both > 0 | "
-          "after routing + clip: LoRA / bridge | steps | valid reward |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | language model | LoRA (its output layer) | bridge | protein tokens | bridge / LoRA | "
+          "steps with LoRA and bridge > 0 | after routing + clip: language model / LoRA / bridge | steps | "
+          "greedy valid reward |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, key in routing:
         for name, result in runs.items():
             if name.startswith("mlp/") and name.endswith(f"/{key}"):
@@ -137,7 +152,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=LearningSetup.lr)
     parser.add_argument("--bridge-lr", type=float, default=LearningSetup.bridge_lr)
     parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--valid-samples", type=int, default=0, help="also the sampled validation reward")
+    parser.add_argument("--valid-samples", type=int, default=LearningSetup.valid_samples,
+                        help="completions per validation prompt for the sampled validation reward (0: greedy only)")  # fmt: skip
     parser.add_argument("--no-routing", action="store_true", help="skip the two-stage and balanced runs")
     parser.add_argument("--work-dir", default=None, help="SFT checkpoints and records (default: a temp dir)")
     parser.add_argument("--json", default=None, help="write every run's metrics here")
