@@ -290,9 +290,10 @@ def _qwen3_gpt_model_class() -> type:
         """megatron's `GPTModel` whose `labels=...` loss is the cross entropy over the real vocabulary.
 
         `forward(..., labels=labels [B, S])` returns the per-token loss `[B, S]` (fp32), 0 where the label is
-        IGNORE_INDEX (those positions are not projected to the vocabulary at all). The logits stay in megatron's `[S, B, V/TP]` layout, their padded tail is set to -inf
-        in place, and megatron's (vocab-parallel, fused or not) cross entropy runs on them: no logits copy
-        beyond the kernel's own fp32 cast of bf16/fp16 logits."""
+        IGNORE_INDEX (those positions are not projected to the vocabulary at all). The logits stay in
+        megatron's `[S, B, V/TP]` layout, their padded tail is set to -inf in place, and megatron's
+        (vocab-parallel, fused or not) cross entropy runs on them: no logits copy beyond the kernel's own fp32
+        cast of bf16/fp16 logits."""
 
         def __init__(self, *args: Any, real_vocab_size: int, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

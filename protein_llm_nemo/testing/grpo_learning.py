@@ -1,5 +1,5 @@
 """Does GRPO learn? A verifiable protein-dependent yes / no task, a briefly SFT-warmed tiny policy, then GRPO,
-with the greedy validation reward measured before and after. Shared by `tests/training/grpo/test_grpo_learns.py`
+with the validation reward (greedy, and the mean over sampled completions) measured before and after. Shared by `tests/training/grpo/test_grpo_learns.py`
 (a fast version) and `benchmarks/grpo_learning.py` (the table in docs/grpo.md).
 
 The task (`binary_property` reward, truth in `meta["answer"]`): "Is the GRAVY hydropathy score of this

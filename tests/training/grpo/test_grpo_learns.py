@@ -1,10 +1,11 @@
 """GRPO learns the protein-dependent answer (the fast version of `benchmarks/grpo_learning.py`): the GRAVY yes / no
 task of `protein_llm_nemo.testing.grpo_learning`, the tiny policy (text bridge: the residues as text; its random
 language model and LoRA train) SFT-warmed briefly, so that it answers in format but not yet reliably, then 20
-GRPO steps: the benchmark's text run, whose figures docs/grpo.md reports. The validation reward (greedy, and the mean over sampled completions, which is what GRPO optimizes)
-must rise by a margin, through answers that depend on the protein: the accuracy rises, a constant answer would
-score 0.55. The control, from the same SFT checkpoint, trains on a reward with no variance: every advantage is
-exactly 0, so no group may get a gradient and its validation reward must not move."""
+GRPO steps: the benchmark's text seed-0 setup (docs/grpo.md, "Learning and routing"). The validation reward
+(greedy, and the mean over sampled completions, which is what GRPO optimizes) must rise by a margin, through
+answers that depend on the protein: the accuracy rises, a constant answer would score 0.55. The control, from
+the same SFT checkpoint, trains on a reward with no variance: every advantage is exactly 0, so no group may get
+a gradient and its validation reward must not move."""
 
 from __future__ import annotations
 
