@@ -136,11 +136,14 @@ class LearningSetup:
 
 
 def _bridge_selection(setup: LearningSetup):
+    from protein_llm_nemo.bridges import get_bridge_config_class
     from protein_llm_nemo.training.config import BridgeSelection
 
-    overrides = (
-        {"num_slots": 4, "num_heads": 4, "projector_hidden_size": 64} if setup.bridge != "text" else {}
-    )
+    # mlp: the sizes the measured runs used; another bridge: its CPU sizes.
+    if setup.bridge == "mlp":
+        overrides = {"num_slots": 4, "num_heads": 4, "projector_hidden_size": 64}
+    else:
+        overrides = dict(get_bridge_config_class(setup.bridge).cpu_sizes)
     return BridgeSelection(setup.bridge, {**overrides, **setup.bridge_overrides})
 
 
