@@ -33,18 +33,9 @@ import time
 from pathlib import Path
 
 import torch
-from measure import proc_status_mb, profile
+from measure import SMALL, proc_status_mb, profile
 
 SIDES = ("hf_single", "hf_batched", "ours")
-SMALL = dict(
-    hidden_size=256,
-    intermediate_size=768,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    tie_word_embeddings=True,
-)
 ENCODER_DIM = 64
 QUESTIONS = [
     "What is the function of this protein?",

@@ -76,18 +76,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measure import proc_status_mb
+from measure import SMALL, proc_status_mb
 
 SIDES = ("ours", "trl")
-SMALL = dict(
-    hidden_size=256,
-    intermediate_size=768,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    tie_word_embeddings=True,
-)
 LR = 5e-6  # GRPOConfig's default LLM / LoRA learning rate
 WEIGHT_DECAY = 0.01
 EPS_LOW, EPS_HIGH = 0.2, 0.28

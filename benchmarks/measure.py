@@ -1,6 +1,6 @@
-"""Timing and memory helpers of the benchmark scripts: a synchronised timer that also reads process CPU
-time, a per-side summary (effective tokens/s, pad fraction, MFU on GPU), a one-step profile, and
-`/proc/self/status` readings for peak resident memory."""
+"""Shared pieces of the benchmark scripts: the small Qwen3 shape they compare on, a synchronised timer that
+also reads process CPU time, a per-side summary (effective tokens/s, pad fraction, MFU on GPU), a one-step
+profile, and `/proc/self/status` readings for peak resident memory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["proc_status_mb", "profile", "summary", "sync", "timed"]
+__all__ = ["SMALL", "proc_status_mb", "profile", "summary", "sync", "timed"]
+
+# The small Qwen3 of the CPU benchmarks (`Qwen3Arch(**SMALL)`): h256, 4 layers, the real 151,936-token vocabulary.
+SMALL = dict(
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    tie_word_embeddings=True,
+)
 
 
 def sync(device: torch.device) -> None:

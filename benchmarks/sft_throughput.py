@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 import torch
-from measure import proc_status_mb, profile, summary, sync, timed
+from measure import SMALL, proc_status_mb, profile, summary, sync, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TRAIN = ROOT / "outputs" / "go_demo_split" / "train.jsonl"
@@ -103,17 +103,6 @@ def synthetic_records(path: Path, n: int, seed: int) -> None:
                 "source": "synthetic",
             }
             handle.write(json.dumps(record) + "\n")
-
-
-SMALL = dict(
-    hidden_size=256,
-    intermediate_size=768,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    tie_word_embeddings=True,
-)
 
 
 def resolve_arch(preset: str):
