@@ -1,7 +1,7 @@
 """The loss function megatron's schedules call on the per-token losses of a micro-batch.
 
 The per-token losses come from the model itself (`model(..., labels=, loss_mask=)`): the Qwen3 `GPTModel`
-(`models.qwen3.Qwen3GPTModel`) computes the cross entropy over the real vocabulary on its vocab-parallel
+(`models.qwen3_gpt.Qwen3GPTModel`) computes the cross entropy over the real vocabulary on its vocab-parallel
 `[S, B, V/TP]` logits, and `ProteinLLMModel` zeroes the positions whose `loss_mask` is 0.
 
 The loss of a global batch is (sum of per-token losses over every response token of the global batch) /
